@@ -1,0 +1,43 @@
+"""Board profiles: which UARTs and pins a terminal uses, as data chosen by the config key `board`.
+
+Adding a board means adding an entry here, never forking code. UART entries
+give the peripheral id, pins and line settings; `de` is the RS-485 driver-enable
+pin (None where the transceiver switches by itself). On the unix port each UART
+is a TCP connection to the `host:port` named in the config.
+"""
+
+BOARDS = {
+    # MicroPython unix port: simulators stand in for the meter bus and the modem.
+    "unix": {
+        "uart": "tcp",
+        "led": None,
+        "pwrkey": None,
+        "reset": None,
+        "wdt": False,
+    },
+    # Reference board: ESP32-S3, RS-485 transceiver (MAX13487-class) on UART1,
+    # Quectel EC800M (LTE Cat.1 + GNSS) on UART2, PWRKEY/RESET through NPN drivers.
+    "esp32s3-ec800m": {
+        "uart": "machine",
+        "meter_uart": {"id": 1, "tx": 17, "rx": 18, "de": 8, "baud": 2400, "bits": 8, "parity": 0, "stop": 1,
+                       "rxbuf": 512},
+        "modem_uart": {"id": 2, "tx": 4, "rx": 5, "de": None, "baud": 115200, "bits": 8, "parity": None,
+                       "stop": 1, "rxbuf": 4096},
+        "pwrkey": {"pin": 6, "active": 1},
+        "reset": {"pin": 7, "active": 1},
+        "led": {"pin": 48, "active": 1},
+        "wdt": True,
+    },
+    # Second reference: RP2040 with the same transceiver and a Quectel EC200U.
+    "rp2040-ec200u": {
+        "uart": "machine",
+        "meter_uart": {"id": 0, "tx": 0, "rx": 1, "de": 2, "baud": 2400, "bits": 8, "parity": 0, "stop": 1,
+                       "rxbuf": 512},
+        "modem_uart": {"id": 1, "tx": 4, "rx": 5, "de": None, "baud": 115200, "bits": 8, "parity": None,
+                       "stop": 1, "rxbuf": 4096},
+        "pwrkey": {"pin": 14, "active": 1},
+        "reset": {"pin": 15, "active": 1},
+        "led": {"pin": 25, "active": 1},
+        "wdt": True,
+    },
+}

@@ -1,0 +1,34 @@
+"""Logging set-up on top of micropython-logging: one handler, one line per record, to stderr."""
+
+import sys
+import time
+
+import logging
+
+_FMT = "%(levelname)s %(name)s: %(message)s"
+
+
+class _Handler(logging.Handler):
+    def __init__(self, stream):
+        super().__init__()
+        self.stream = stream
+        self.setFormatter(logging.Formatter(_FMT))
+
+    def emit(self, record):
+        t = time.ticks_ms()
+        self.stream.write("%d.%03d %s\n" % (t // 1000, t % 1000, self.formatter.format(record)))
+
+
+_handler = None
+
+
+def get(name, level=logging.INFO):
+    """A named logger writing through the firmware's single handler."""
+    global _handler
+    if _handler is None:
+        _handler = _Handler(sys.stderr)
+    lg = logging.getLogger(name)
+    if not lg.handlers:
+        lg.addHandler(_handler)
+    lg.setLevel(level)
+    return lg

@@ -1,0 +1,48 @@
+"""The firmware boots under the unix port from .mpy, dials both UART peers, and stops cleanly."""
+
+import json
+import signal
+import socket
+import sys
+
+import pytest
+
+from harness import LOOPBACK, ROOT, Proc
+
+pytestmark = pytest.mark.system
+
+
+@pytest.fixture
+def peers():
+    socks = []
+    for _ in range(2):
+        s = socket.socket()
+        s.bind((LOOPBACK, 0))
+        s.listen(1)
+        s.settimeout(15)
+        socks.append(s)
+    yield socks
+    for s in socks:
+        s.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_boots_connects_and_stops_cleanly(tmp_path, peers, sig):
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({
+        "board": "unix",
+        "meter_uart": "%s:%d" % (LOOPBACK, peers[0].getsockname()[1]),
+        "modem_uart": "%s:%d" % (LOOPBACK, peers[1].getsockname()[1]),
+        "state_dir": str(tmp_path / "flash"),
+    }))
+    fw = Proc([sys.executable, "-m", "tools.mpunix", ROOT / "build/mpy/main.py", cfg], "firmware", log_dir=tmp_path)
+    try:
+        conns = [s.accept()[0] for s in peers]  # both UART peers dialled (bounded by settimeout)
+        fw.wait_output("started", timeout=15)
+        fw.signal(sig)
+        assert fw.wait(timeout=15) == 0, fw.output()
+        assert "stopped" in fw.output()
+        for c in conns:
+            c.close()
+    finally:
+        fw.kill()

@@ -1,0 +1,1 @@
+"""Host-side tools for bdmeter (CPython): simulators, head-end, launcher, benchmarks."""

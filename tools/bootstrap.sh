@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Prepare a fresh machine: a pinned virtual environment from PyPI and Debian's mosquitto.
+# Idempotent; every failure ends with one line saying what is wrong.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv="$here/.venv"
+py=${PYTHON:-python3}
+
+die() { echo "bootstrap: $*" >&2; exit 1; }
+
+command -v "$py" >/dev/null || die "no $py on PATH; install Python 3.11 (Debian: apt-get install python3 python3-venv)"
+"$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$py is older than 3.11"
+
+stamp="$venv/.installed"
+if [ ! -f "$stamp" ] || [ "$here/requirements-dev.txt" -nt "$stamp" ]; then
+    [ -x "$venv/bin/python" ] || "$py" -m venv "$venv" || die "cannot create $venv (Debian: apt-get install python3-venv)"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/requirements-dev.txt" \
+        || die "pip could not install requirements-dev.txt from PyPI (network or index problem, see above)"
+    touch "$stamp"
+fi
+
+if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "bootstrap: installing Debian package mosquitto"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null) \
+            || die "apt-get could not install mosquitto"
+    else
+        die "mosquitto is missing and cannot be installed here (needs root and apt-get): install the 'mosquitto' package"
+    fi
+fi
