@@ -12,3 +12,35 @@ def raises(exc, fn, *args, **kwargs):
 
 def near(a, b, eps=1e-9):
     return abs(a - b) <= eps
+
+
+def rmtree(path):
+    import os
+
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return
+    for name in names:
+        p = path + "/" + name
+        try:
+            os.remove(p)
+        except OSError:
+            rmtree(p)
+    os.rmdir(path)
+
+
+def scratch(name):
+    """A fresh, empty directory under build/scratch for a test that writes files (same on both runtimes)."""
+    import os
+
+    base = "build/scratch"
+    for p in ("build", base):
+        try:
+            os.mkdir(p)
+        except OSError:
+            pass
+    path = "%s/%s-%d" % (base, name, os.getpid() if hasattr(os, "getpid") else 0)
+    rmtree(path)
+    os.mkdir(path)
+    return path
