@@ -1,0 +1,362 @@
+"""An asyncio MQTT 3.1.1 session over any async byte stream, with umqtt.simple as the packet codec.
+
+umqtt.simple is a blocking client: it writes a packet to its socket and then
+reads until the answer arrives. Here its socket is an in-memory pipe. Packets
+it builds (CONNECT, PUBLISH, SUBSCRIBE, PINGREQ, DISCONNECT, and the PUBACK of
+an incoming QoS 1 message) are taken from the pipe and written to the real
+stream by this layer; incoming PUBLISH packets are framed here and fed to
+umqtt to decode. The acknowledgements umqtt would block for (CONNACK, PUBACK,
+SUBACK) are answered synchronously inside the pipe so umqtt returns at once;
+the real ones are awaited here, with a bound, matched by packet id. So umqtt
+encodes and decodes, and this layer owns waiting, timeouts, keepalive and
+teardown. Reconnecting is the caller's policy: a dead session raises
+`Disconnected` and a new one is made.
+
+The stream needs: `async write(data)`, `async read(n) -> bytes` (b"" once
+closed) and `close()`. Reads are never cancelled (a modem socket may be in the
+middle of an AT exchange); a dead link is detected by keepalive and closed.
+"""
+
+import asyncio
+import struct
+
+from mpcompat import ticks_diff, ticks_ms
+
+from umqtt import simple as _umqtt
+
+_MAX_IN = 4096  # larger incoming packets are skipped and counted
+
+
+class MQTTError(Exception):
+    pass
+
+
+class Disconnected(MQTTError):
+    pass
+
+
+class _Pipe:
+    """The in-memory 'socket' umqtt.simple reads from and writes to."""
+
+    def __init__(self):
+        self.out = bytearray()
+        self.inp = bytearray()
+
+    def write(self, buf, n=None):
+        self.out += buf if n is None else buf[:n]
+        return len(buf) if n is None else n
+
+    def read(self, n):
+        if len(self.inp) < n:
+            raise MQTTError("codec read past the buffered packet")
+        data = bytes(self.inp[:n])
+        self.inp = self.inp[n:]
+        return data
+
+    def setblocking(self, flag):
+        pass
+
+    def connect(self, addr):
+        pass
+
+    def close(self):
+        pass
+
+    def take(self):
+        data = bytes(self.out)
+        self.out = bytearray()
+        return data
+
+
+class _SockShim:
+    """Stands in for umqtt's `socket` module during connect(): hands it the pipe."""
+
+    def __init__(self, pipe):
+        self._pipe = pipe
+
+    def socket(self, *args):
+        return self._pipe
+
+    def getaddrinfo(self, host, port, *args):
+        return [(0, 0, 0, "", ("0.0.0.0", port))]
+
+
+class Session:
+    def __init__(self, stream, client_id, *, user=None, password=None, keepalive=120, on_message=None,
+                 timeout_ms=20000, log=None):
+        self.stream = stream
+        self.keepalive = keepalive
+        self.timeout_ms = timeout_ms
+        self.on_message = on_message
+        self.log = log
+        self.connected = False
+        self.stats = {"tx_packets": 0, "rx_packets": 0, "pings": 0, "oversize": 0, "bytes_tx": 0, "bytes_rx": 0}
+        self._pipe = _Pipe()
+        self._c = _umqtt.MQTTClient(client_id, "0.0.0.0", 1883, user=user, password=password, keepalive=keepalive)
+        self._c.sock = self._pipe
+        self._c.set_callback(self._deliver)
+        self._waiters = {}  # (packet type, packet id) -> [asyncio.Event, result]
+        self._lock = asyncio.Lock()  # one writer on the stream
+        self._rx = bytearray()
+        self._last_rx = ticks_ms()
+        self._last_tx = ticks_ms()
+        self._tasks = []
+        self._dead = None
+        self._inbox = []
+        self._skip = 0  # bytes still to drop of an oversize packet
+
+    # -- sending -----------------------------------------------------------
+    async def _flush(self):
+        data = self._pipe.take()
+        if not data:
+            return
+        async with self._lock:
+            try:
+                await self.stream.write(data)
+            except OSError as e:
+                self._kill("write failed: %s" % (e,))
+                raise Disconnected(self._dead)
+        self.stats["tx_packets"] += 1
+        self.stats["bytes_tx"] += len(data)
+        self._last_tx = ticks_ms()
+
+    async def _await(self, key, what):
+        early = self._waiters.get(key)
+        if early is not None and early[0] is None:  # answered before we started waiting
+            del self._waiters[key]
+            return early[1]
+        ev = asyncio.Event()
+        slot = [ev, None]
+        self._waiters[key] = slot
+        try:
+            await asyncio.wait_for_ms(ev.wait(), self.timeout_ms)
+        except asyncio.TimeoutError:
+            self._kill("no %s within %d ms" % (what, self.timeout_ms))
+            raise Disconnected(self._dead)
+        finally:
+            self._waiters.pop(key, None)
+        if slot[1] is None:
+            raise Disconnected(self._dead or "closed")
+        return slot[1]
+
+    # -- public API --------------------------------------------------------
+    async def connect(self, will=None, clean=True):
+        """Send CONNECT (with an optional will (topic, payload, qos, retain)) and await CONNACK."""
+        c = self._c
+        if will:
+            c.set_last_will(will[0], will[1], retain=will[3], qos=will[2])
+        self._pipe.inp = bytearray(b"\x20\x02\x00\x00")  # what umqtt blocks for; the real CONNACK is checked below
+        saved = _umqtt.socket
+        _umqtt.socket = _SockShim(self._pipe)
+        try:
+            c.connect(clean_session=clean)
+        finally:
+            _umqtt.socket = saved
+        self._pipe.inp = bytearray()
+        self._tasks.append(asyncio.create_task(self._reader()))
+        await self._flush()
+        code = await self._await((0x20, 0), "CONNACK")
+        if code != 0:
+            self._kill("CONNACK refused with code %d" % code)
+            raise MQTTError("connection refused, code %d" % code)
+        self.connected = True
+        self._tasks.append(asyncio.create_task(self._keeper()))
+
+    async def publish(self, topic, payload, qos=0, retain=False):
+        """Publish; with qos=1 return only after the broker's PUBACK (bounded)."""
+        self._check()
+        c = self._c
+        if c.pid >= 65535:
+            c.pid = 0  # packet ids are 16-bit and never 0; umqtt.simple does not wrap them
+        if qos == 1:
+            pid = c.pid + 1
+            self._pipe.inp = bytearray(b"\x40\x02" + struct.pack("!H", pid))
+        c.publish(topic, payload, retain, qos)
+        self._pipe.inp = bytearray()
+        if qos != 1:
+            await self._flush()
+            return
+        key = (0x40, pid)
+        self._waiters[key] = None  # reserve before sending so a fast PUBACK is not lost
+        await self._flush()
+        await self._await(key, "PUBACK")
+
+    async def subscribe(self, topic, qos=1):
+        self._check()
+        c = self._c
+        if c.pid >= 65535:
+            c.pid = 0
+        pid = c.pid + 1
+        self._pipe.inp = bytearray(b"\x90\x03" + struct.pack("!H", pid) + bytes((qos,)))
+        c.subscribe(topic, qos)
+        self._pipe.inp = bytearray()
+        key = (0x90, pid)
+        self._waiters[key] = None
+        await self._flush()
+        granted = await self._await(key, "SUBACK")
+        if granted == 0x80:
+            raise MQTTError("subscription to %s refused" % topic)
+        return granted
+
+    async def disconnect(self):
+        """Clean shutdown: DISCONNECT (the broker then drops the will), close the stream."""
+        if self.connected:
+            self._c.sock = self._pipe
+            self._pipe.write(b"\xe0\x00")
+            try:
+                await asyncio.wait_for_ms(self._flush(), 2000)
+            except (asyncio.TimeoutError, MQTTError):
+                pass
+        self._kill("disconnected")
+
+    def close(self):
+        self._kill("closed")
+
+    @property
+    def dead(self):
+        return self._dead
+
+    async def wait_closed(self):
+        while self._dead is None:
+            await asyncio.sleep_ms(200)
+        return self._dead
+
+    # -- receiving ---------------------------------------------------------
+    def _deliver(self, topic, msg):
+        self._inbox.append((topic, msg))
+
+    async def _reader(self):
+        try:
+            while self._dead is None:
+                data = await self.stream.read(1024)
+                if not data:
+                    self._kill("stream closed by peer")
+                    return
+                self.stats["bytes_rx"] += len(data)
+                self._last_rx = ticks_ms()
+                if self._skip:
+                    drop = min(self._skip, len(data))
+                    self._skip -= drop
+                    data = data[drop:]
+                self._rx += data
+                while self._dead is None:
+                    pkt = self._frame()
+                    if pkt is None:
+                        break
+                    await self._handle(pkt)
+        except OSError as e:
+            self._kill("read failed: %s" % (e,))
+        except MQTTError as e:
+            self._kill("protocol error: %s" % (e,))
+
+    def _frame(self):
+        """Cut one complete packet from the receive buffer, or None."""
+        buf = self._rx
+        n = 0
+        shift = 0
+        i = 1
+        while True:
+            if i >= len(buf):
+                return None
+            b = buf[i]
+            n |= (b & 0x7F) << shift
+            i += 1
+            if not b & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise MQTTError("bad remaining length")
+        if n > _MAX_IN:
+            self.stats["oversize"] += 1
+            # skip it whole: the rest may not have arrived yet, so remember how much to drop
+            drop = min(len(buf), i + n)
+            self._rx = buf[drop:]
+            if drop < i + n:
+                self._rx = bytearray()
+                self._skip = i + n - drop
+            return None
+        if len(buf) < i + n:
+            return None
+        pkt = bytes(buf[: i + n])
+        self._rx = buf[i + n:]
+        return pkt
+
+    async def _handle(self, pkt):
+        self.stats["rx_packets"] += 1
+        kind = pkt[0] & 0xF0
+        if kind == 0x30:  # PUBLISH: umqtt decodes it and queues its PUBACK in the pipe
+            self._pipe.inp = bytearray(pkt)
+            try:
+                self._c.wait_msg()
+            except (AssertionError, IndexError):  # QoS 2 or a truncated packet: not ours to handle
+                raise MQTTError("undecodable PUBLISH")
+            finally:
+                self._pipe.inp = bytearray()
+            await self._flush()
+            inbox, self._inbox = self._inbox, []
+            for topic, msg in inbox:
+                if self.on_message:
+                    self.on_message(topic, msg)
+            return
+        if kind == 0x20 and len(pkt) >= 4:  # CONNACK
+            self._resolve((0x20, 0), pkt[3])
+        elif kind == 0x40 and len(pkt) >= 4:  # PUBACK
+            self._resolve((0x40, pkt[2] << 8 | pkt[3]), True)
+        elif kind == 0x90 and len(pkt) >= 5:  # SUBACK
+            self._resolve((0x90, pkt[2] << 8 | pkt[3]), pkt[4])
+        elif kind == 0xD0:  # PINGRESP: _last_rx already moved
+            pass
+        else:
+            raise MQTTError("unexpected packet 0x%02x" % pkt[0])
+
+    def _resolve(self, key, value):
+        slot = self._waiters.get(key)
+        if slot is None:
+            if key in self._waiters:  # reserved, not yet awaited: keep the answer
+                self._waiters[key] = [None, value]
+            return
+        if slot[0] is None:  # already answered
+            return
+        slot[1] = value
+        slot[0].set()
+
+    # -- keepalive ---------------------------------------------------------
+    async def _keeper(self):
+        ka_ms = self.keepalive * 1000
+        while self._dead is None:
+            await asyncio.sleep_ms(min(1000, ka_ms // 4))
+            now = ticks_ms()
+            if ticks_diff(now, self._last_rx) > ka_ms + self.timeout_ms:
+                self._kill("nothing from the broker for %d s" % (ticks_diff(now, self._last_rx) // 1000))
+                return
+            if ticks_diff(now, self._last_tx) >= ka_ms // 2 or ticks_diff(now, self._last_rx) >= ka_ms // 2:
+                self._c.ping()
+                self.stats["pings"] += 1
+                try:
+                    await self._flush()
+                except MQTTError:
+                    return
+
+    def _check(self):
+        if self._dead is not None:
+            raise Disconnected(self._dead)
+
+    def _kill(self, why):
+        if self._dead is not None:
+            return
+        self._dead = why
+        self.connected = False
+        if self.log:
+            self.log.info("mqtt session ended: %s", why)
+        try:
+            self.stream.close()
+        except OSError:
+            pass
+        for slot in list(self._waiters.values()):
+            if slot and slot[0] is not None:
+                slot[1] = None
+                slot[0].set()
+        # the reader is not cancelled: closing the stream ends its pending read
+        for t in self._tasks[1:]:
+            if t is not asyncio.current_task():
+                t.cancel()
