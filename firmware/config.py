@@ -8,6 +8,8 @@ file, close it, rename it over the old one (atomic on littlefs and POSIX).
 import json
 import os
 
+from firmware.boards import BOARDS
+
 _DEFAULTS = {
     "board": "unix",
     "meter_uart": "127.0.0.1:7001",  # unix board only: host:port of the meter bus simulator
@@ -91,7 +93,7 @@ def _inst(v):
 
 
 _RULES = {
-    "board": (str, None, "a board name"),
+    "board": (str, lambda v: v in BOARDS, "one of the boards in firmware/boards.py"),
     "meter_uart": (str, _endpoint, "host:port"),
     "modem_uart": (str, _endpoint, "host:port"),
     "terminal_id": (str, _ident, "letters, digits, - _ . only (no + # /)"),

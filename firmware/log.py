@@ -20,6 +20,11 @@ class _Handler(logging.Handler):
 
 
 _handler = None
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def level(name):
+    return _LEVELS.get(name, logging.INFO)
 
 
 def get(name, level=logging.INFO):

@@ -27,7 +27,7 @@ class Outbox:
         self.log = log
         self.dropped = 0  # records dropped because the ring was full
         self.corrupt = 0  # records whose CRC failed on read (quarantined)
-        _makedirs(self.dir)
+        makedirs(self.dir)
         seqs = []
         for name in os.listdir(self.dir):
             if name.endswith(_TMP):
@@ -125,7 +125,7 @@ class Outbox:
         self._seqs.remove(seq)
 
 
-def _makedirs(path):
+def makedirs(path):
     cur = ""
     for part in path.split("/"):
         if not part:

@@ -40,19 +40,23 @@ def main():
             p = subprocess.run([exe, "-o", str(out), "-s", str(Path(dest) / src.relative_to(src_root)), str(src)],
                                capture_output=True, text=True)
             if p.returncode:
-                failures.append("%s:\n%s" % (src.relative_to(ROOT), (p.stderr or p.stdout).strip()))
+                failures.append("%s:\n%s" % (_shown(src), (p.stderr or p.stdout).strip()))
                 continue
             n = out.stat().st_size
             sizes[str(Path(dest) / rel)] = n
             total += n
             count += 1
-    for name in ("main.py", "boot.py"):
+    for name in ("main.py", "boot.py"):  # run by name on the board: kept as source
         shutil.copy(ROOT / name, OUT / name)
     if failures:
         sys.exit("build_mpy: mpy-cross rejected %d module(s):\n%s" % (len(failures), "\n".join(failures)))
     own = sum(n for k, n in sizes.items() if not k.startswith(("lib/umqtt", "lib/logging")))
     print("mpy: %d modules, %d bytes of bytecode (%d ours, %d fetched packages) in %s"
-          % (count, total, own, total - own, OUT.relative_to(ROOT)))
+          % (count, total, own, total - own, _shown(OUT)))
+
+
+def _shown(path):
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 if __name__ == "__main__":

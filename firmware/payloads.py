@@ -1,0 +1,74 @@
+"""The messages of docs/PROTOCOL.md (version 1): topic names and compact JSON bodies."""
+
+import json
+
+from firmware import VERSION
+
+V = 1
+WILL = b'{"v":1,"state":"offline"}'
+
+# DI -> key in the energy message's "kwh" object (DL/T 645-2007 data identifiers)
+ENERGY_DIS = (
+    (0x00010000, "fwd"),
+    (0x00010100, "t1"),
+    (0x00010200, "t2"),
+    (0x00010300, "t3"),
+    (0x00010400, "t4"),
+    (0x00020000, "rev"),
+    (0x00000000, "comb"),
+)
+# instantaneous item -> DIs read for it (per phase where the meter has phases)
+INST_DIS = {
+    "v": (0x02010100, 0x02010200, 0x02010300),
+    "i": (0x02020100, 0x02020200, 0x02020300),
+    "p": (0x02030000,),
+    "pf": (0x02060000,),
+    "f": (0x02800002,),
+}
+
+
+def topic(prefix, tid, leaf):
+    return "%s/%s/%s" % (prefix, tid, leaf)
+
+
+def dumps(obj):
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def status_online(ts, tsrc):
+    return dumps({"v": V, "state": "online", "fw": VERSION, "ts": ts, "tsrc": tsrc})
+
+
+def status_offline(why):
+    return dumps({"v": V, "state": "offline", "why": why})
+
+
+def register(ts, tsrc, why, meters, pos, imei, iccid, csq):
+    """The patent's packed message: meter address(es) with the position. `seq` is added by the outbox."""
+    return {"v": V, "ts": ts, "tsrc": tsrc, "why": why, "meters": list(meters), "pos": pos,
+            "imei": imei, "iccid": iccid, "fw": VERSION, "csq": csq}
+
+
+def energy(ts, tsrc, meter, kwh, inst=None):
+    body = {"v": V, "ts": ts, "tsrc": tsrc, "meter": meter, "kwh": kwh}
+    if inst:
+        body["inst"] = inst
+    return body
+
+
+def event(ts, tsrc, kind, data=None):
+    return {"v": V, "ts": ts, "tsrc": tsrc, "kind": kind, "data": data or {}}
+
+
+def heartbeat(ts, tsrc, up, csq, fix, nsat, outbox, heap, reset, err):
+    return {"v": V, "ts": ts, "tsrc": tsrc, "up": up, "csq": csq, "fix": fix, "nsat": nsat,
+            "outbox": outbox, "heap": heap, "reset": reset, "err": err}
+
+
+def resp(req_id, ts, tsrc, result=None, error=None):
+    body = {"v": V, "id": req_id, "ok": error is None, "ts": ts, "tsrc": tsrc}
+    if error is None:
+        body["result"] = result if result is not None else {}
+    else:
+        body["error"] = error
+    return dumps(body)

@@ -1,0 +1,133 @@
+"""The link to the server: modem bring-up, MQTT over the modem's TCP socket, outbox drain, recovery."""
+
+import asyncio
+
+from mqtt_session import MQTTError, Session
+
+from firmware import payloads
+
+_IDLE_WAIT_MS = 1000  # how long the drain loop waits for a new record before checking in again
+
+
+class _SocketStream:
+    """Adapts the modem driver's socket to what the MQTT session expects (b"" once closed)."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    async def write(self, data):
+        await self.sock.write(data)
+
+    async def read(self, n):
+        while True:
+            data = await self.sock.read(n)
+            if data is not None:
+                return data
+
+    def close(self):
+        self.sock.close()
+
+
+class Uplink:
+    def __init__(self, t):
+        self.t = t
+        self.session = None
+        self.connects = 0
+        self.reconnects = 0
+        self.published = 0
+        self.wake = asyncio.Event()
+
+    @property
+    def connected(self):
+        return self.session is not None and self.session.connected
+
+    def topic(self, leaf):
+        return payloads.topic(self.t.cfg["topic_prefix"], self.t.tid, leaf)
+
+    async def _connect(self):
+        t = self.t
+        cfg = t.cfg
+        sock = await t.modem.open_socket(cfg["broker_host"], cfg["broker_port"])
+        s = Session(_SocketStream(sock), t.tid, user=cfg["broker_user"] or None,
+                    password=cfg["broker_pass"] or None, keepalive=cfg["keepalive_s"],
+                    on_message=t.commands.incoming, log=t.log)
+        try:
+            await s.connect(will=(self.topic("status"), payloads.WILL, 1, True))
+            await s.subscribe(self.topic("cmd"), 1)
+            ts, tsrc = t.clock.stamp()
+            await s.publish(self.topic("status"), payloads.status_online(ts, tsrc), qos=1, retain=True)
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    async def publish(self, leaf, text, qos=1, retain=False):
+        """Publish now if connected (answers, heartbeats); False when there is no session."""
+        s = self.session
+        if s is None or not s.connected:
+            return False
+        try:
+            await s.publish(self.topic(leaf), text, qos=qos, retain=retain)
+        except MQTTError as e:
+            self.t.log.warning("publish %s failed: %s", leaf, e)
+            return False
+        return True
+
+    async def _drain(self, s):
+        """Send the outbox in order; each record leaves only after its PUBACK. Returns when the session dies."""
+        t = self.t
+        ob = t.outbox
+        while s.connected:
+            t.checkin("uplink")
+            recs = ob.peek(1)
+            if not recs:
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for_ms(self.wake.wait(), _IDLE_WAIT_MS)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            seq, kind, text = recs[0]
+            await s.publish(self.topic(kind), text, qos=1)
+            ob.ack(seq)
+            self.published += 1
+
+    async def run(self):
+        t = self.t
+        while True:
+            t.checkin("uplink")
+            s = None
+            try:
+                if not await t.modem_up(bring_up=True):
+                    raise t.ModemError("modem not ready")
+                s = await self._connect()
+                self.session = s
+                self.connects += 1
+                t.modem.recovered()
+                t.log.info("connected to %s:%d as %s", t.cfg["broker_host"], t.cfg["broker_port"], t.tid)
+                t.emit_register("connect")
+                await self._drain(s)
+                raise MQTTError(s.dead or "session ended")
+            except asyncio.CancelledError:
+                raise
+            except t.link_errors as e:
+                self.reconnects += 1
+                t.log.warning("uplink down: %s", e)
+            finally:
+                self.session = None
+                if s is not None:
+                    s.close()
+            t.checkin("uplink")
+            await t.modem.recover()
+
+    async def shutdown(self):
+        """Orderly stop: say offline (retained), then DISCONNECT so the broker drops the will."""
+        s = self.session
+        if s is None or not s.connected:
+            return
+        try:
+            await asyncio.wait_for_ms(s.publish(self.topic("status"), payloads.status_offline("shutdown"),
+                                                qos=1, retain=True), 3000)
+        except (asyncio.TimeoutError, MQTTError):
+            pass
+        await s.disconnect()
