@@ -1,35 +1,291 @@
-"""The terminal's application: wiring of config, board, drivers and tasks."""
+"""The terminal: wiring of config, board, drivers and tasks, the supervisor, and the reset loop."""
 
 import asyncio
+import gc
 import sys
 
-from firmware import VERSION, board as boardmod, log as logmod
+import atengine
+import dlt645_master
+import quectel
+from mqtt_session import MQTTError
 
-log = logmod.get("bdmeter")
+from firmware import VERSION, config, payloads
+from firmware import board as boardmod
+from firmware import log as logmod
+from firmware.clock import Clock
+from firmware.commands import Commands
+from firmware.locating import Locating
+from firmware.metering import Metering
+from firmware.outbox import Outbox, makedirs
+from firmware.uplink import Uplink
+
+_BOARD_CONFIG = "config.json"
+_CHECK_S = 5  # the longest any task sleeps between check-ins
+_TIME_SYNC_EVERY_S = 86400
+_MIN_LADDER_RESET_S = 1800
+# how long each task may go without checking in before the supervisor stops feeding the watchdog
+_ALLOW_S = {"meter": 180, "gnss": 400, "uplink": 900, "cmd": 300, "heartbeat": 300}
 
 
-async def _run(cfg_path):
-    import json
+class Reset(Exception):
+    """Raised out of the event loop to reset the MCU (or, on the unix port, restart in-process)."""
 
-    cfg = {"board": "unix"}
-    if cfg_path:
-        with open(cfg_path) as f:
-            cfg.update(json.load(f))
-    board = boardmod.profile(cfg["board"])
-    meter = boardmod.open_uart(board, "meter_uart", cfg)
-    modem = boardmod.open_uart(board, "modem_uart", cfg)
-    log.info("bdmeter %s started on board %s", VERSION, cfg["board"])
-    try:
+
+class Terminal:
+    ModemError = quectel.ModemError
+
+    def __init__(self, cfg_path, reset_cause):
+        self.cfg_path = cfg_path or _BOARD_CONFIG
+        self.log = logmod.get("bdmeter")
+        cfg, source = config.load(self.cfg_path, self.log)
+        self.cfg = cfg
+        self.log = logmod.get("bdmeter", logmod.level(cfg["log_level"]))
+        self.log.info("bdmeter %s starting (config: %s, board %s, reset cause %s)", VERSION, source,
+                      cfg["board"], reset_cause)
+        self.reset_cause = reset_cause
+        self.board = boardmod.profile(cfg["board"])
+        makedirs(cfg["state_dir"])
+        self.clock = Clock()
+        self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log)
+        self.tid = cfg["terminal_id"]
+        self.meters = list(cfg["meters"])
+        self.csq = None
+        self.imei = None
+        self.iccid = None
+        self._reset_why = None
+        self._checkins = {}
+        self._last_time_sync = None
+        self._modem_ready = False
+        self._bringing_up = False
+        self._uarts = []
+
+        meter_uart = boardmod.open_uart(self.board, "meter_uart", cfg)
+        modem_uart = boardmod.open_uart(self.board, "modem_uart", cfg)
+        self._uarts = [meter_uart, modem_uart]
+        self.master = dlt645_master.Master(meter_uart, timeout_ms=cfg["meter_timeout_ms"], baud=cfg["meter_baud"],
+                                           de=boardmod.de_pin(self.board, "meter_uart"), log=self.log)
+        self.modem = quectel.Quectel(modem_uart, apn=cfg["apn"], apn_user=cfg["apn_user"],
+                                     apn_pass=cfg["apn_pass"], gnssconfig=cfg["gnssconfig"],
+                                     pwrkey=boardmod.Output(self.board.get("pwrkey")),
+                                     reset=boardmod.Output(self.board.get("reset")), log=self.log,
+                                     on_mcu_reset=self._ladder_reset,
+                                     backoff_base_ms=cfg["link_backoff_s"] * 1000,
+                                     backoff_max_ms=cfg["link_backoff_max_s"] * 1000)
+        self.modem_errors = (quectel.ModemError, atengine.ATEngineError, OSError, asyncio.TimeoutError)
+        self.link_errors = self.modem_errors + (MQTTError,)
+        self.led = boardmod.Output(self.board.get("led"))
+        self.watchdog = boardmod.Watchdog(self.board, cfg["wdt_ms"], self.log)
+        self.metering = Metering(self)
+        self.locating = Locating(self)
+        self.uplink = Uplink(self)
+        self.commands = Commands(self)
+
+    # -- records -------------------------------------------------------------
+    def store(self, kind, body):
+        """Put a record in the flash outbox (it gets its seq there) and wake the uplink."""
+        dropped = self.outbox.dropped
+        self.outbox.put(kind, body)
+        self.uplink.wake.set()
+        if self.outbox.dropped != dropped:
+            self.log.error("outbox full: %d oldest record(s) dropped", self.outbox.dropped - dropped)
+
+    def emit_event(self, kind, data=None):
+        ts, tsrc = self.clock.stamp()
+        self.log.info("event %s %s", kind, data or "")
+        self.store("event", payloads.event(ts, tsrc, kind, data))
+
+    def emit_register(self, why):
+        ts, tsrc = self.clock.stamp()
+        self.store("register", payloads.register(ts, tsrc, why, self.meters, self.locating.pos.as_dict(),
+                                                 self.imei, self.iccid, self.csq))
+
+    # -- modem ---------------------------------------------------------------
+    async def modem_up(self, bring_up=False):
+        """True when the modem is up; with bring_up, start it (only the uplink does, one at a time)."""
+        if self._modem_ready and self.modem.ready:
+            return True
+        if not bring_up or self._bringing_up:
+            return False
+        self._bringing_up = True
+        try:
+            self.checkin("uplink", _ALLOW_S["uplink"])
+            await self.modem.start()
+            self.imei, self.iccid = self.modem.imei, self.modem.iccid
+            if not self.tid:
+                self.tid = self.imei
+                self.commands.auth.tid = self.tid
+            try:
+                await self.modem.gnss_start()
+            except self.modem_errors as e:
+                self.log.warning("GNSS start failed: %s", e)
+            if self.clock.source in ("none", "rtc"):
+                nt = await self.modem.network_time()
+                if nt:
+                    from firmware.clock import epoch
+
+                    self.clock.set(epoch(*nt), "net")
+            self.csq = await self.modem.signal()
+            self._modem_ready = True
+            self.log.info("modem up: IMEI %s, signal %s", self.imei, self.csq)
+            return True
+        finally:
+            self._bringing_up = False
+
+    # -- supervision ---------------------------------------------------------
+    def checkin(self, task, allow_s=None):
+        self._checkins[task] = (self.clock.uptime_s(), allow_s or _ALLOW_S[task])
+
+    async def sleep_checked(self, task, seconds):
+        """Sleep `seconds`, checking in at least every few seconds so the supervisor sees the task alive."""
+        left = seconds
+        while left > 0:
+            self.checkin(task)
+            step = min(left, _CHECK_S)
+            await asyncio.sleep(step)
+            left -= step
+            if self._reset_why:
+                return
+        self.checkin(task)
+
+    async def _supervise(self):
+        """Feed the watchdog only while every task has checked in within its allowance."""
+        starving = None
         while True:
+            now = self.clock.uptime_s()
+            late = [name for name, (at, allow) in self._checkins.items() if now - at > allow]
+            if not late:
+                self.watchdog.feed()
+                starving = None
+            elif starving is None:
+                starving = late
+                self.log.error("task(s) stuck: %s; watchdog no longer fed", ",".join(late))
+                self.watchdog.would_reset("stuck: " + ",".join(late))
+                if not self.board.get("wdt"):
+                    self.request_reset("watchdog")
+            if self._reset_why:
+                raise Reset(self._reset_why)
             await asyncio.sleep(1)
-    finally:
-        meter.close()
-        modem.close()
+
+    def _ladder_reset(self):
+        # The last rung of the modem ladder. A reset loop helps nobody: at most one every _MIN_LADDER_RESET_S.
+        if self.clock.uptime_s() >= _MIN_LADDER_RESET_S:
+            self.request_reset("modem recovery ladder exhausted")
+        else:
+            self.log.warning("modem ladder asks for an MCU reset; too soon after boot, backing off instead")
+
+    def request_reset(self, why):
+        self.log.warning("reset requested: %s", why)
+        self._reset_why = why
+
+    # -- heartbeat -----------------------------------------------------------
+    def heartbeat_body(self):
+        ts, tsrc = self.clock.stamp()
+        m = self.master.stats
+        ms = self.modem.stats
+        err = {
+            "meter_timeouts": m.get("timeouts", 0), "meter_corrupt": m.get("corrupt", 0),
+            "meter_abnormal": m.get("abnormal", 0), "meter_failed_reads": self.metering.failed_reads,
+            "nmea_bad": self.locating.bad_sentences, "gnss_rejected": self.locating.rejected,
+            "at_timeouts": ms.get("timeouts", 0), "at_garbage": ms.get("garbage", 0),
+            "modem_reboots": ms.get("rdy_unexpected", 0), "send_fail": ms.get("send_fail", 0),
+            "mqtt_reconnects": self.uplink.reconnects, "outbox_dropped": self.outbox.dropped,
+            "outbox_corrupt": self.outbox.corrupt, "cmd_refused": self.commands.refused,
+            "cmd_dropped": self.commands.dropped, "ladder": dict(self.modem.ladder),
+        }
+        return payloads.heartbeat(ts, tsrc, self.clock.uptime_s(), self.csq, self.locating.fix,
+                                  self.locating.nsat, len(self.outbox), gc.mem_free(), self.reset_cause, err)
+
+    async def _heartbeat(self):
+        while True:
+            await self.sleep_checked("heartbeat", self.cfg["heartbeat_s"])
+            if self._modem_ready and self.modem.ready:
+                try:
+                    self.csq = await self.modem.signal()
+                except self.modem_errors:
+                    pass
+            gc.collect()
+            await self.uplink.publish("heartbeat", payloads.dumps(self.heartbeat_body()), qos=0)
+            self.led.on() if self.uplink.connected else self.led.off()
+
+    async def maybe_sync_meter_time(self):
+        now = self.clock.uptime_s()
+        if self._last_time_sync is None or now - self._last_time_sync >= _TIME_SYNC_EVERY_S:
+            if await self.metering.sync_time():
+                self._last_time_sync = now
+
+    # -- config --------------------------------------------------------------
+    def apply_config(self, changes):
+        """Apply validated `changes` at once and persist them atomically with the rest of the file."""
+        self.cfg.update(changes)
+        if "relocation_m" in changes:
+            self.locating.pos.relocation_m = changes["relocation_m"]
+        if "cmd_max_skew_s" in changes:
+            self.commands.auth.max_skew_s = changes["cmd_max_skew_s"]
+        try:
+            config.save(self.cfg_path, config.overrides_of(self.cfg))
+        except OSError as e:
+            self.log.error("config not saved: %s", e)
+        self.emit_event("config_changed", {"keys": sorted(changes)})
+
+    # -- life cycle ----------------------------------------------------------
+    async def run(self):
+        self.emit_event("reboot", {"cause": self.reset_cause})
+        for name in _ALLOW_S:
+            self.checkin(name)
+        tasks = [asyncio.create_task(coro) for coro in (
+            self.metering.run(), self.locating.run(), self.uplink.run(), self.commands.run(),
+            self._heartbeat())]
+        try:
+            await self._supervise()
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def close(self):
+        for u in self._uarts:
+            try:
+                u.close()
+            except (OSError, AttributeError):
+                pass  # machine.UART on some ports has no close()
+
+
+def _reset_cause():
+    try:
+        import machine
+
+        causes = {getattr(machine, "PWRON_RESET", -1): "power", getattr(machine, "HARD_RESET", -2): "hard",
+                  getattr(machine, "WDT_RESET", -3): "wdt", getattr(machine, "DEEPSLEEP_RESET", -4): "deepsleep",
+                  getattr(machine, "SOFT_RESET", -5): "soft"}
+        return causes.get(machine.reset_cause(), "unknown")
+    except (ImportError, AttributeError):
+        return "power"  # the unix port: a process start is a power-on
 
 
 def main(cfg_path=None):
-    try:
-        asyncio.run(_run(cfg_path))
-    except KeyboardInterrupt:
-        log.info("stopped")
+    cause = _reset_cause()
+    log = logmod.get("bdmeter")
+    while True:
+        t = None
+        try:
+            t = Terminal(cfg_path, cause)
+            asyncio.run(t.run())
+        except KeyboardInterrupt:
+            log.info("stopped")
+            break
+        except Reset as e:
+            log.warning("resetting: %s", e)
+            if t is not None:
+                t.close()
+            try:
+                import machine
+
+                machine.reset()  # a board resets here; the unix port has no machine.reset
+            except (ImportError, AttributeError):
+                pass
+            cause = "soft"
+            asyncio.new_event_loop()
+            continue
+        finally:
+            if t is not None:
+                t.close()
     sys.exit(0)

@@ -61,6 +61,13 @@ def _req_id(body):
     return rid if isinstance(rid, str) and 0 < len(rid) <= 40 else None
 
 
+def _peek_id(body_text):
+    try:
+        return _req_id(json.loads(body_text))
+    except ValueError:
+        return None
+
+
 class Auth:
     def __init__(self, tid, key_hex, max_skew_s=300, state_path=None, log=None):
         self.tid = tid
@@ -111,10 +118,9 @@ class Auth:
             mac = unhexlify(mac)
         except (ValueError, KeyError, TypeError, UnicodeError):
             raise Refused("malformed")
-        if self.key is None:
-            raise Refused("bad_mac")  # no key configured: nothing can be authentic
-        if not equal(hmac_sha256(self.key, canonical(self.tid, body_text)), mac):
-            raise Refused("bad_mac")
+        if self.key is None or not equal(hmac_sha256(self.key, canonical(self.tid, body_text)), mac):
+            # not authentic (or no key configured): the id is echoed only so the server can match the answer
+            raise Refused("bad_mac", _peek_id(body_text))
         # authentic from here on; still refuse malformed, old or replayed bodies
         try:
             body = json.loads(body_text)

@@ -44,7 +44,7 @@ class Clock:
         self._ref_up_ms = 0
         self.source = "none"
         self._gnss_up_ms = None
-        rtc = time.time()
+        rtc = int(time.time())
         if rtc > _EPOCH_2024:  # the RTC kept a plausible date across the reset
             self._ref_utc = rtc
             self.source = "rtc"

@@ -36,8 +36,11 @@ _DEFAULTS = {
     "min_sats": 4,
     "inst": [],  # instantaneous values to report: any of "v", "i", "p", "pf", "f"
     "time_sync_meters": False,
+    "meter_utc_offset_s": 28800,  # meters keep local time: China Standard Time is UTC+8
     "cmd_key": "",  # hex, >= 16 bytes; empty: every command is refused
     "cmd_max_skew_s": 300,
+    "link_backoff_s": 1,  # first wait of the modem's recovery ladder; doubles per failed attempt
+    "link_backoff_max_s": 600,
     "outbox_max": 1000,
     "state_dir": "data",
     "wdt_ms": 30000,
@@ -118,8 +121,11 @@ _RULES = {
     "min_sats": (_INT, lambda v: 1 <= v <= 64, "1..64"),
     "inst": (list, _inst, "any of v, i, p, pf, f"),
     "time_sync_meters": (bool, None, ""),
+    "meter_utc_offset_s": (_INT, lambda v: -50400 <= v <= 50400, "-50400..50400 (seconds east of UTC)"),
     "cmd_key": (str, _hexkey, "hex, at least 16 bytes"),
     "cmd_max_skew_s": (_INT, lambda v: 10 <= v <= 86400, "10..86400"),
+    "link_backoff_s": (_INT, lambda v: 1 <= v <= 600, "1..600"),
+    "link_backoff_max_s": (_INT, lambda v: 1 <= v <= 86400, "1..86400"),
     "outbox_max": (_INT, lambda v: 10 <= v <= 100000, "10..100000"),
     "state_dir": (str, lambda v: bool(v), "a directory"),
     "wdt_ms": (_INT, lambda v: 1000 <= v <= 600000, "1000..600000"),

@@ -64,8 +64,13 @@ class Locating:
         if rmc is not None and rmc.fix and rmc.date and rmc.utc:
             (y, mo, d), (h, mi, sec) = rmc.date, rmc.utc
             self.t.clock.set(epoch(y, mo, d, h, mi, sec), "gnss")
+        first = not self.pos.known
         moved = self.pos.add(gga.lat, gga.lon, gga.alt, gga.hdop, gga.nsat)
         self._since_save += 1
+        if first:
+            self._save()
+            self.t.emit_register("fix")  # the address can now be packed with a position
+            return True
         if moved is not None:
             (olat, olon), (nlat, nlon), metres = moved
             self.t.emit_event("relocation", {"from": {"lat": round(olat, 6), "lon": round(olon, 6)},

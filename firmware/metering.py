@@ -37,7 +37,16 @@ class Metering:
         ts, tsrc = t.clock.stamp()
         kwh = {}
         try:
-            for di, key in payloads.ENERGY_DIS:
+            dis = payloads.ENERGY_DIS
+            try:
+                # one frame for the total and its tariffs: a consistent snapshot (separate reads straddle growth)
+                block = await t.master.read(addr, payloads.FWD_BLOCK_DI)
+                for key, v in zip(("fwd", "t1", "t2", "t3", "t4"), block):
+                    kwh[key] = v
+                dis = dis[5:]
+            except dlt645.MeterError:
+                pass  # no block reads on this meter: register by register
+            for di, key in dis:
                 try:
                     kwh[key] = await t.master.read(addr, di)
                 except dlt645.MeterError:
@@ -102,12 +111,12 @@ class Metering:
             await t.sleep_checked("meter", max(1, t.cfg["poll_s"] - spent))
 
     async def sync_time(self):
-        """Broadcast the trusted UTC to the meters (DL/T 645 08, seconds first). False without a trusted clock."""
+        """Broadcast the trusted time to the meters (DL/T 645 08) in their local time. False without a trusted clock."""
         t = self.t
         if t.clock.source not in ("gnss", "net"):
             return False
         from firmware.clock import civil
 
-        await t.master.broadcast_time(civil(t.clock.now()))
+        await t.master.broadcast_time(civil(t.clock.now() + t.cfg["meter_utc_offset_s"]))
         t.log.info("meter clocks synchronised from %s time", t.clock.source)
         return True

@@ -17,6 +17,7 @@ ENERGY_DIS = (
     (0x00020000, "rev"),
     (0x00000000, "comb"),
 )
+FWD_BLOCK_DI = 0x0001FF00  # forward active total then tariffs 1..4, in one reply
 # instantaneous item -> DIs read for it (per phase where the meter has phases)
 INST_DIS = {
     "v": (0x02010100, 0x02010200, 0x02010300),

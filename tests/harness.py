@@ -54,7 +54,8 @@ class Proc:
         return self.p.pid
 
     def output(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_output(self, needle, timeout=10.0):

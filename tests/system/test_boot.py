@@ -38,7 +38,7 @@ def test_boots_connects_and_stops_cleanly(tmp_path, peers, sig):
     fw = Proc([sys.executable, "-m", "tools.mpunix", ROOT / "build/mpy/main.py", cfg], "firmware", log_dir=tmp_path)
     try:
         conns = [s.accept()[0] for s in peers]  # both UART peers dialled (bounded by settimeout)
-        fw.wait_output("started", timeout=15)
+        fw.wait_output("starting", timeout=15)
         fw.signal(sig)
         assert fw.wait(timeout=15) == 0, fw.output()
         assert "stopped" in fw.output()
