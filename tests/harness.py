@@ -7,120 +7,15 @@ at teardown, so a failing test leaves no process behind.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 MICROPYTHON = str(VENV_BIN / "micropython") if (VENV_BIN / "micropython").exists() else shutil.which("micropython")
-LOOPBACK = "127.0.0.1"
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10.0, host=LOOPBACK):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError("nothing listens on %s:%d after %.1f s" % (host, port, timeout))
-
-
-class Proc:
-    """A child process in its own process group, with its output in a file."""
-
-    def __init__(self, argv, name, cwd=ROOT, env=None, log_dir=None):
-        self.name = name
-        self.argv = [str(a) for a in argv]
-        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="bdmeter-"))
-        self.log_path = self.log_dir / ("%s.log" % name)
-        self._log = open(self.log_path, "ab")
-        self.p = subprocess.Popen(self.argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
-
-    @property
-    def pid(self):
-        return self.p.pid
-
-    def output(self):
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def wait_output(self, needle, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if needle in self.output():
-                return True
-            if self.p.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise TimeoutError("%s: %r not seen in %.1f s (exit %s); output:\n%s"
-                           % (self.name, needle, timeout, self.p.poll(), self.output()[-4000:]))
-
-    def signal(self, sig):
-        if self.p.poll() is None:
-            self.p.send_signal(sig)
-
-    def wait(self, timeout=10.0):
-        return self.p.wait(timeout=timeout)
-
-    def kill(self):
-        if self.p.poll() is None:
-            try:
-                os.killpg(self.p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.p.wait(timeout=10)
-        self._log.close()
-
-    def stop(self, timeout=5.0):
-        """SIGINT, then SIGKILL if it has not gone within `timeout`."""
-        if self.p.poll() is None:
-            self.signal(signal.SIGINT)
-            try:
-                self.p.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-        return self.p.returncode
-
-
-def mosquitto_path():
-    return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-
-
-class Mosquitto:
-    """A real mosquitto on a free loopback port, no persistence, anonymous access."""
-
-    def __init__(self, log_dir=None, port=None):
-        exe = mosquitto_path()
-        if not exe:
-            raise RuntimeError("mosquitto is not installed: run `make venv` (installs Debian's mosquitto)")
-        self.port = port or free_port()
-        self.dir = Path(log_dir or tempfile.mkdtemp(prefix="bdmeter-mqtt-"))
-        conf = self.dir / "mosquitto.conf"
-        conf.write_text("listener %d %s\nallow_anonymous true\npersistence false\n" % (self.port, LOOPBACK))
-        self.proc = Proc([exe, "-c", conf], "mosquitto", log_dir=self.dir)
-        wait_port(self.port, timeout=10)
-
-    def stop(self):
-        self.proc.kill()
-
-    def restart(self):
-        self.proc.kill()
-        self.__init__(log_dir=self.dir, port=self.port)
+from tools.procs import LOOPBACK, Mosquitto, Proc, free_port, mosquitto_path, wait_port  # noqa: E402,F401
 
 
 def run_micropython(script, *args, timeout=60.0, heapsize=None, cwd=ROOT):

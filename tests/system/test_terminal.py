@@ -4,21 +4,15 @@ One rig for the module; the tests run in order and share its history, as a
 terminal in the field would: report, answer, refuse, lose its link, lose power.
 """
 
-import hashlib
-import hmac
 import json
 import math
-import sys
-import threading
 import time
-import uuid
 
 import paho.mqtt.client as paho
 import pytest
 
-from harness import LOOPBACK, ROOT, Mosquitto, Proc
-from tools.sim.meter import MeterBus, MeterSpec
-from tools.sim.modem import ModemSim
+from harness import LOOPBACK
+from tools.rig import TerminalRig
 
 pytestmark = pytest.mark.system
 
@@ -35,93 +29,9 @@ def distance_m(lat1, lon1, lat2, lon2):
     return 2 * 6371008.8 * math.asin(math.sqrt(a))
 
 
-class Rig:
-    def __init__(self, tmp):
-        self.dir = tmp
-        self.broker = Mosquitto(log_dir=tmp)
-        self.bus = MeterBus([MeterSpec(address=ADDR, base_kw=30.0)], baud=9600, seed=3, latency_ms=(5, 20),
-                            speedup=60.0)
-        self.meter_port = self.bus.start()
-        self.modem = ModemSim(imei=IMEI, position=HOME, noise_m=3.0, cold_start_s=2.0, fake_fix_s=1.0,
-                              delay_scale=0.05, seed=3)
-        self.modem_port = self.modem.start()
-        self.cfg_path = tmp / "config.json"
-        self.cfg_path.write_text(json.dumps({
-            "board": "unix", "meter_uart": "%s:%d" % (LOOPBACK, self.meter_port),
-            "modem_uart": "%s:%d" % (LOOPBACK, self.modem_port), "broker_host": LOOPBACK,
-            "broker_port": self.broker.port, "cmd_key": KEY, "meters": [ADDR], "meter_baud": 9600,
-            "poll_s": 2, "heartbeat_s": 2, "gnss_s": 1, "link_backoff_max_s": 4, "keepalive_s": 10,
-            "state_dir": str(tmp / "flash"),
-        }))
-        self.msgs = []  # (time, topic leaf, payload dict or bytes, retain)
-        self.lock = threading.Lock()
-        self.obs = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="checker")
-        self.obs.on_message = self._on_message
-        self.obs.connect(LOOPBACK, self.broker.port)
-        self.obs.subscribe("bdmeter/#", qos=1)
-        self.obs.loop_start()
-        self.fw = None
-        self.start_firmware()
-
-    def _on_message(self, client, userdata, m):
-        try:
-            body = json.loads(m.payload)
-        except ValueError:
-            body = m.payload
-        with self.lock:
-            self.msgs.append((time.monotonic(), m.topic.rpartition("/")[2], body, m.retain))
-
-    def start_firmware(self):
-        self.fw = Proc([sys.executable, "-m", "tools.mpunix", ROOT / "build/mpy/main.py", self.cfg_path],
-                       "firmware", log_dir=self.dir)
-
-    def of(self, leaf, since=0.0):
-        with self.lock:
-            return [b for t, lf, b, _ in self.msgs if lf == leaf and t >= since]
-
-    def wait(self, what, pred, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = pred()
-            if got:
-                return got
-            if self.fw.p.poll() is not None:
-                raise AssertionError("firmware exited (%s) while waiting for %s:\n%s"
-                                     % (self.fw.p.returncode, what, self.fw.output()[-4000:]))
-            time.sleep(0.2)
-        raise AssertionError("timed out waiting for %s; firmware log:\n%s" % (what, self.fw.output()[-4000:]))
-
-    def command(self, op, args=None, ts=None, nonce=None, key=KEY, body=None, mac=None):
-        rid = "t-" + uuid.uuid4().hex[:8]
-        if body is None:
-            body = json.dumps({"id": rid, "op": op, "args": args or {}, "ts": int(ts or time.time()),
-                               "nonce": nonce or uuid.uuid4().hex}, separators=(",", ":"))
-        signed = b"bdmeter-cmd-v1\n" + IMEI.encode() + b"\n" + body.encode()
-        mac = mac or hmac.new(bytes.fromhex(key), signed, hashlib.sha256).hexdigest()
-        self.obs.publish(PREFIX + "cmd", json.dumps({"body": body, "mac": mac}), qos=1)
-        return rid, body
-
-    def answer(self, rid, timeout=30.0):
-        return self.wait("resp %s" % rid, lambda: next((r for r in self.of("resp") if r.get("id") == rid), None),
-                         timeout)
-
-    def record_seqs(self):
-        with self.lock:
-            return [b["seq"] for _, lf, b, _ in self.msgs if lf in ("energy", "event", "register")]
-
-    def close(self):
-        if self.fw:
-            self.fw.stop()
-        self.obs.loop_stop()
-        self.obs.disconnect()
-        self.bus.stop()
-        self.modem.stop()
-        self.broker.stop()
-
-
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    r = Rig(tmp_path_factory.mktemp("terminal"))
+    r = TerminalRig(tmp_path_factory.mktemp("terminal"), imei=IMEI, address=ADDR, home=HOME, key=KEY)
     yield r
     r.close()
 
@@ -231,7 +141,7 @@ def test_power_cut_loses_nothing_in_the_outbox(rig):
     rig.modem.set_fault("hang", True)
     before = len(rig.bus.served)
     rig.wait("readings into the outbox", lambda: len(rig.bus.served) >= before + 3 * 3, 60)
-    rig.fw.kill()  # SIGKILL to the firmware's process group: no goodbye, a power cut
+    rig.power_cut()
     highest = max(rig.record_seqs())
     rig.modem.set_fault("hang", False)
     rig.start_firmware()

@@ -1,0 +1,138 @@
+"""One terminal on the bench: the real firmware under the unix port, its meter and modem simulators, a broker,
+and an independent checker that subscribes to everything the terminal publishes.
+
+Used by the system tests, the soak and the benchmarks, so all three drive the
+terminal the same way.
+"""
+
+import hashlib
+import hmac
+import json
+import sys
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as paho
+
+from tools.procs import LOOPBACK, ROOT, Mosquitto, Proc
+from tools.sim.meter import MeterBus, MeterSpec
+from tools.sim.modem import ModemSim
+
+RECORDS = ("energy", "event", "register")
+
+
+def sign(key_hex, tid, body):
+    """The command MAC of docs/PROTOCOL.md, computed independently of the firmware's code."""
+    return hmac.new(bytes.fromhex(key_hex), b"bdmeter-cmd-v1\n" + tid.encode() + b"\n" + body.encode(),
+                    hashlib.sha256).hexdigest()
+
+
+class TerminalRig:
+    def __init__(self, workdir, *, imei="861234567890123", address="000072007201", home=(40.8425, 111.7490, 1065.0),
+                 key="000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", broker=None, seed=3,
+                 meter_kw=30.0, speedup=60.0, baud=9600, latency_ms=(5, 20), delay_scale=0.05, cfg=None,
+                 heapsize=None, start=True):
+        self.dir = workdir
+        self.imei, self.address, self.home, self.key = imei, address, home, key
+        self.prefix = "bdmeter/%s/" % imei
+        self.own_broker = broker is None
+        self.broker = broker or Mosquitto(log_dir=workdir)
+        self.bus = MeterBus([MeterSpec(address=address, base_kw=meter_kw)], baud=baud, seed=seed,
+                            latency_ms=latency_ms, speedup=speedup)
+        self.meter_port = self.bus.start()
+        self.modem = ModemSim(imei=imei, position=home, noise_m=3.0, cold_start_s=2.0, fake_fix_s=1.0,
+                              delay_scale=delay_scale, seed=seed)
+        self.modem_port = self.modem.start()
+        self.heapsize = heapsize
+        self.cfg_path = workdir / "config.json"
+        config = {
+            "board": "unix", "meter_uart": "%s:%d" % (LOOPBACK, self.meter_port),
+            "modem_uart": "%s:%d" % (LOOPBACK, self.modem_port), "broker_host": LOOPBACK,
+            "broker_port": self.broker.port, "cmd_key": key, "meters": [address], "meter_baud": baud,
+            "poll_s": 2, "heartbeat_s": 2, "gnss_s": 1, "link_backoff_max_s": 4, "keepalive_s": 10,
+            "state_dir": str(workdir / "flash"),
+        }
+        config.update(cfg or {})
+        self.cfg_path.write_text(json.dumps(config))
+        self.msgs = []  # (monotonic time, topic leaf, payload dict or bytes, retain)
+        self.lock = threading.Lock()
+        self.obs = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="checker-" + imei)
+        self.obs.on_message = self._on_message
+        self.obs.connect(LOOPBACK, self.broker.port)
+        self.obs.subscribe(self.prefix + "#", qos=1)
+        self.obs.loop_start()
+        self.fw = None
+        self.starts = 0
+        if start:
+            self.start_firmware()
+
+    def _on_message(self, client, userdata, m):
+        try:
+            body = json.loads(m.payload)
+        except ValueError:
+            body = m.payload
+        with self.lock:
+            self.msgs.append((time.monotonic(), m.topic.rpartition("/")[2], body, m.retain))
+
+    # -- firmware ----------------------------------------------------------------
+    def start_firmware(self):
+        argv = [sys.executable, "-m", "tools.mpunix"]
+        if self.heapsize:
+            argv += ["-X", "heapsize=%s" % self.heapsize]
+        self.starts += 1
+        self.fw = Proc(argv + [ROOT / "build/mpy/main.py", self.cfg_path], "firmware", log_dir=self.dir)
+
+    def power_cut(self):
+        """SIGKILL the firmware's process group: no goodbye, exactly like pulling the plug."""
+        self.fw.kill()
+
+    def alive(self):
+        return self.fw is not None and self.fw.p.poll() is None
+
+    # -- what the checker saw --------------------------------------------------------
+    def of(self, leaf, since=0.0):
+        with self.lock:
+            return [b for t, lf, b, _ in self.msgs if lf == leaf and t >= since]
+
+    def record_seqs(self):
+        with self.lock:
+            return [b["seq"] for _, lf, b, _ in self.msgs if lf in RECORDS and isinstance(b, dict)]
+
+    def wait(self, what, pred, timeout=60.0, allow_exit=False):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = pred()
+            if got:
+                return got
+            if not allow_exit and self.fw is not None and self.fw.p.poll() is not None:
+                raise AssertionError("firmware exited (%s) while waiting for %s:\n%s"
+                                     % (self.fw.p.returncode, what, self.fw.output()[-4000:]))
+            time.sleep(0.1)
+        raise AssertionError("timed out after %.0f s waiting for %s; firmware log:\n%s"
+                             % (timeout, what, self.fw.output()[-4000:] if self.fw else ""))
+
+    # -- server commands -------------------------------------------------------------
+    def command(self, op, args=None, ts=None, nonce=None, key=None, body=None, mac=None):
+        """Publish a signed command; returns (request id, body text)."""
+        rid = "t-" + uuid.uuid4().hex[:8]
+        if body is None:
+            body = json.dumps({"id": rid, "op": op, "args": args or {}, "ts": int(ts or time.time()),
+                               "nonce": nonce or uuid.uuid4().hex}, separators=(",", ":"))
+        mac = mac or sign(key or self.key, self.imei, body)
+        self.obs.publish(self.prefix + "cmd", json.dumps({"body": body, "mac": mac}), qos=1)
+        return rid, body
+
+    def answer(self, rid, timeout=30.0):
+        return self.wait("resp %s" % rid, lambda: next((r for r in self.of("resp") if r.get("id") == rid), None),
+                         timeout)
+
+    def close(self):
+        if self.fw is not None:
+            self.fw.stop()
+        self.obs.loop_stop()
+        self.obs.disconnect()
+        self.bus.stop()
+        self.modem.stop()
+        if self.own_broker:
+            self.broker.stop()
