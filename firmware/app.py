@@ -53,6 +53,7 @@ class Terminal:
         self.imei = None
         self.iccid = None
         self._reset_why = None
+        self.heap_peak = 0
         self._checkins = {}
         self._last_time_sync = None
         self._modem_ready = False
@@ -151,6 +152,9 @@ class Terminal:
         """Feed the watchdog only while every task has checked in within its allowance."""
         starving = None
         while True:
+            used = gc.mem_alloc()
+            if used > self.heap_peak:
+                self.heap_peak = used  # sampled each second: the high-water mark the heartbeat reports
             now = self.clock.uptime_s()
             late = [name for name, (at, allow) in self._checkins.items() if now - at > allow]
             if not late:
@@ -193,7 +197,8 @@ class Terminal:
             "cmd_dropped": self.commands.dropped, "ladder": dict(self.modem.ladder),
         }
         return payloads.heartbeat(ts, tsrc, self.clock.uptime_s(), self.csq, self.locating.fix,
-                                  self.locating.nsat, len(self.outbox), gc.mem_free(), self.reset_cause, err)
+                                  self.locating.nsat, len(self.outbox), gc.mem_free(), self.heap_peak,
+                                  self.reset_cause, err)
 
     async def _heartbeat(self):
         while True:

@@ -61,9 +61,9 @@ def event(ts, tsrc, kind, data=None):
     return {"v": V, "ts": ts, "tsrc": tsrc, "kind": kind, "data": data or {}}
 
 
-def heartbeat(ts, tsrc, up, csq, fix, nsat, outbox, heap, reset, err):
+def heartbeat(ts, tsrc, up, csq, fix, nsat, outbox, heap, heap_peak, reset, err):
     return {"v": V, "ts": ts, "tsrc": tsrc, "up": up, "csq": csq, "fix": fix, "nsat": nsat,
-            "outbox": outbox, "heap": heap, "reset": reset, "err": err}
+            "outbox": outbox, "heap": heap, "heap_peak": heap_peak, "reset": reset, "err": err}
 
 
 def resp(req_id, ts, tsrc, result=None, error=None):

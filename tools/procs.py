@@ -100,16 +100,26 @@ def mosquitto_path():
 
 
 class Mosquitto:
-    """A real mosquitto on a free loopback port, no persistence, anonymous access."""
+    """A real mosquitto on a free loopback port, anonymous access.
 
-    def __init__(self, log_dir=None, port=None):
+    With `persistent`, sessions and queued QoS 1 messages are saved when it stops,
+    so a graceful restart (as in maintenance) loses nothing it had accepted.
+    """
+
+    def __init__(self, log_dir=None, port=None, persistent=False):
         exe = mosquitto_path()
         if not exe:
             raise RuntimeError("mosquitto is not installed: run `make venv` (installs Debian's mosquitto)")
         self.port = port or free_port()
+        self.persistent = persistent
         self.dir = Path(log_dir or tempfile.mkdtemp(prefix="bdmeter-mqtt-"))
         conf = self.dir / "mosquitto.conf"
-        conf.write_text("listener %d %s\nallow_anonymous true\npersistence false\n" % (self.port, LOOPBACK))
+        text = "listener %d %s\nallow_anonymous true\n" % (self.port, LOOPBACK)
+        if persistent:
+            text += "persistence true\npersistence_location %s/\nautosave_interval 1\n" % self.dir
+        else:
+            text += "persistence false\n"
+        conf.write_text(text)
         self.proc = Proc([exe, "-c", conf], "mosquitto", log_dir=self.dir)
         wait_port(self.port, timeout=10)
 
@@ -117,5 +127,6 @@ class Mosquitto:
         self.proc.kill()
 
     def restart(self):
-        self.proc.kill()
-        self.__init__(log_dir=self.dir, port=self.port)
+        """Stop gracefully (SIGINT: it saves its state when persistent) and start again on the same port."""
+        self.proc.stop(timeout=10)
+        self.__init__(log_dir=self.dir, port=self.port, persistent=self.persistent)

@@ -34,10 +34,11 @@ class TerminalRig:
                  meter_kw=30.0, speedup=60.0, baud=9600, latency_ms=(5, 20), delay_scale=0.05, cfg=None,
                  heapsize=None, start=True):
         self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.imei, self.address, self.home, self.key = imei, address, home, key
         self.prefix = "bdmeter/%s/" % imei
         self.own_broker = broker is None
-        self.broker = broker or Mosquitto(log_dir=workdir)
+        self.broker = broker or Mosquitto(log_dir=workdir, persistent=True)
         self.bus = MeterBus([MeterSpec(address=address, base_kw=meter_kw)], baud=baud, seed=seed,
                             latency_ms=latency_ms, speedup=speedup)
         self.meter_port = self.bus.start()
@@ -57,10 +58,12 @@ class TerminalRig:
         self.cfg_path.write_text(json.dumps(config))
         self.msgs = []  # (monotonic time, topic leaf, payload dict or bytes, retain)
         self.lock = threading.Lock()
-        self.obs = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="checker-" + imei)
+        # A persistent session: across a broker restart the checker misses nothing the broker accepted.
+        self.obs = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="checker-" + imei, clean_session=False)
         self.obs.on_message = self._on_message
+        self.obs.on_connect = lambda c, ud, flags, rc, props: c.subscribe(self.prefix + "#", qos=1)
+        self.obs.reconnect_delay_set(0.2, 2)
         self.obs.connect(LOOPBACK, self.broker.port)
-        self.obs.subscribe(self.prefix + "#", qos=1)
         self.obs.loop_start()
         self.fw = None
         self.starts = 0

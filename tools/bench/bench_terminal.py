@@ -1,0 +1,140 @@
+"""The terminal's budgets: heap, code size, bytes on the wire per day, query latency, CPU per poll cycle.
+
+Everything runs the real firmware from .mpy under the unix port with the simulators and a real mosquitto.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from tools import soak
+from tools.procs import ROOT
+from tools.rig import TerminalRig
+
+_DAY = 86400
+# the defaults of firmware/config.py
+_DEFAULT_POLL_S, _DEFAULT_HEARTBEAT_S, _DEFAULT_KEEPALIVE_S = 900, 300, 120
+
+
+def _micropython_pid(launcher_pid):
+    try:
+        kids = Path("/proc/%d/task/%d/children" % (launcher_pid, launcher_pid)).read_text().split()
+        return int(kids[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _cpu_s(pid):
+    fields = Path("/proc/%d/stat" % pid).read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def code_size():
+    mpy = ROOT / "build" / "mpy"
+    ours = sum(p.stat().st_size for p in mpy.rglob("*.mpy") if "umqtt" not in p.parts and "logging" not in p.parts)
+    total = sum(p.stat().st_size for p in mpy.rglob("*.mpy"))
+    return {"mpy_bytes_ours": ours, "mpy_bytes_with_packages": total}
+
+
+def wire_and_heap(workdir):
+    """Run a while with short intervals; derive bytes per message from the modem's TCP counters; scale to a day."""
+    rig = TerminalRig(workdir, delay_scale=0.0, cfg={"poll_s": 2, "heartbeat_s": 3, "gnss_s": 2})
+    try:
+        rig.wait("connected", lambda: rig.of("register"), 60)
+        time.sleep(2)
+        up0, down0 = rig.modem.stats["tcp_bytes_up"], rig.modem.stats["tcp_bytes_down"]
+        n_e0, n_h0 = len(rig.of("energy")), len(rig.of("heartbeat"))
+        time.sleep(30)
+        up1, down1 = rig.modem.stats["tcp_bytes_up"], rig.modem.stats["tcp_bytes_down"]
+        energy, beats = rig.of("energy")[n_e0:], rig.of("heartbeat")[n_h0:]
+        hb = rig.of("heartbeat")[-1]
+    finally:
+        rig.close()
+    topic = len("bdmeter/861234567890123/energy")
+    # MQTT framing per QoS 1 publish: fixed header 3, topic length 2, packet id 2; PUBACK 4 bytes back.
+    e_up = statistics.mean(len(_compact(e)) for e in energy) + topic + 7
+    h_up = statistics.mean(len(_compact(h)) for h in beats) + topic + 3  # QoS 0: no packet id, no PUBACK
+    per_day = {
+        "energy": (_DAY / _DEFAULT_POLL_S) * (e_up + 4),
+        "heartbeat": (_DAY / _DEFAULT_HEARTBEAT_S) * h_up,
+        # PINGREQ/PINGRESP (2 + 2 bytes) only when nothing else moved for half the keepalive
+        "keepalive": max(0, _DAY / (_DEFAULT_KEEPALIVE_S / 2) - _DAY / _DEFAULT_HEARTBEAT_S) * 4,
+    }
+    measured = (up1 - up0) + (down1 - down0)
+    modelled = len(energy) * (e_up + 4) + len(beats) * h_up
+    return {
+        "wire_bytes_per_energy_message": round(e_up + 4),
+        "wire_bytes_per_heartbeat": round(h_up),
+        "wire_bytes_per_day_default_intervals": round(sum(per_day.values())),
+        "wire_kb_per_day_default_intervals": round(sum(per_day.values()) / 1024, 1),
+        "wire_model_vs_modem_counters": round(modelled / measured, 3) if measured else None,
+        "wire_measured_bytes_30s_short_intervals": measured,
+        "heap_peak_bytes_default_heap": hb.get("heap_peak"),
+        "heap_free_bytes_default_heap": hb.get("heap"),
+    }
+
+
+def _compact(obj):
+    import json
+
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def latency_and_cpu(workdir):
+    """Query -> answer latency through zero-delay simulators, and CPU time per meter poll cycle."""
+    rig = TerminalRig(workdir, delay_scale=0.0, latency_ms=(0, 0),
+                      cfg={"poll_s": 1, "heartbeat_s": 3600, "gnss_s": 3600})
+    try:
+        rig.wait("connected", lambda: rig.of("register"), 60)
+        times = []
+        for _ in range(60):
+            t0 = time.monotonic()
+            rid, _ = rig.command("query", {"what": ["address", "position", "energy"]})
+            rig.answer(rid, timeout=20)
+            times.append((time.monotonic() - t0) * 1000)
+        pid = _micropython_pid(rig.fw.pid)
+        n0, c0 = len(rig.of("energy")), _cpu_s(pid)
+        time.sleep(20)
+        n1, c1 = len(rig.of("energy")), _cpu_s(pid)
+    finally:
+        rig.close()
+    times.sort()
+    return {
+        "query_latency_ms_p50": round(times[len(times) // 2], 1),
+        "query_latency_ms_p99": round(times[min(len(times) - 1, int(len(times) * 0.99))], 1),
+        "cpu_ms_per_poll_cycle": round((c1 - c0) * 1000 / max(1, n1 - n0), 2),
+        "poll_cycles_measured": n1 - n0,
+    }
+
+
+def smallest_heap(workdir):
+    """The smallest -X heapsize (KB) at which a short soak still passes: bisection."""
+    lo, hi = 16, 256  # KB: fails at lo is assumed, passes at hi is checked
+    tried = {}
+
+    def passes(kb):
+        figures = soak.run(cycles=4, seed=11, heapsize="%dK" % kb, workdir=Path(workdir) / ("heap%d" % kb),
+                           log=lambda *a: None)
+        tried[kb] = figures["passed"]
+        return figures["passed"]
+
+    if not passes(hi):
+        return {"smallest_heap_kb_soak_passes": None, "heap_tried": tried}
+    while hi - lo > 8:
+        mid = (lo + hi) // 2
+        if passes(mid):
+            hi = mid
+        else:
+            lo = mid
+    return {"smallest_heap_kb_soak_passes": hi, "heap_tried_kb": {str(k): v for k, v in sorted(tried.items())}}
+
+
+def run():
+    out = code_size()
+    with tempfile.TemporaryDirectory(prefix="bdmeter-bench-") as d:
+        out.update(wire_and_heap(Path(d) / "wire"))
+        out.update(latency_and_cpu(Path(d) / "latency"))
+        out.update(smallest_heap(d))
+    return out

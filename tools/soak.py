@@ -1,0 +1,172 @@
+"""Soak: the terminal under seeded random faults and power cuts, checked by an independent subscriber.
+
+    python -m tools.soak [--cycles 30] [--seed 1] [--heapsize 128K] [--json build/soak.json]
+
+The firmware runs from .mpy under the unix port with its simulators and a real
+mosquitto, intervals shortened. Each cycle injects one fault the simulators offer
+(or a broker restart, or SIGKILL + restart of the firmware: a power cut), holds it
+a random while, clears it, and measures the time until the terminal delivers a
+record it took after the fault. At the end the checker drains and compares what
+reached the broker with what the terminal numbered and what the meter served:
+readings taken and delivered, lost, duplicated, sequence gaps. Exit status 0
+only with 0 lost, 0 gaps, every fault recovered and no unexpected exit.
+"""
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tools.rig import TerminalRig
+
+# fault name -> (what it does, how long it is held in seconds: (min, max))
+FAULTS = {
+    "modem:peer_close": ("the server side closes the TCP connection", (0, 0)),
+    "modem:pdpdeact": ("the network drops the PDP context", (0, 0)),
+    "modem:send_fail": ("the module's send buffer is full", (2, 5)),
+    "modem:hang": ("the module stops answering", (3, 8)),
+    "modem:reboot": ("the module reboots silently (echo on, RDY)", (0, 0)),
+    "modem:garbage": ("line noise on the modem UART", (1, 3)),
+    "modem:urc_mid_response": ("URCs inside responses", (2, 4)),
+    "modem:stack_degraded": ("the module's IP stack fails until CFUN 0/1", (0, 0)),
+    "meter:silence": ("the meter does not answer", (3, 8)),
+    "meter:bad_cs": ("corrupt frames from the meter", (2, 5)),
+    "meter:noise": ("noise around the meter's frames", (2, 5)),
+    "broker:restart": ("the MQTT broker restarts", (0, 0)),
+    "power:cut": ("SIGKILL of the firmware, then a restart (a power cut)", (1, 3)),
+}
+RECOVERY_LIMIT_S = 90
+
+
+def inject(rig, name, on, params=None):
+    where, _, fault = name.partition(":")
+    if where == "modem":
+        rig.modem.set_fault(fault, on, **(params or {}))
+    elif where == "meter":
+        rig.bus.set_fault(fault, on)
+    elif where == "broker" and on:
+        rig.broker.restart()
+    elif where == "power":
+        if on:
+            rig.power_cut()
+        else:
+            rig.start_firmware()
+
+
+def check(rig):
+    """Compare what reached the broker with what the terminal numbered and the meter served."""
+    seqs = rig.record_seqs()
+    distinct = sorted(set(seqs))
+    top = distinct[-1] if distinct else 0
+    gaps = [s for s in range(1, top + 1) if s not in set(distinct)]
+    energy = rig.of("energy")
+    served = set()
+    for s in list(rig.bus.served):
+        if s["di"] == "0001FF00":
+            served.add(round(s["value"][0], 2))
+        elif s["di"] == "00010000":
+            served.add(round(s["value"], 2))
+    unmatched = [e["seq"] for e in energy if round(e["kwh"]["fwd"], 2) not in served]
+    return {
+        "records_numbered": top,
+        "records_delivered": len(distinct),
+        "records_lost": len(gaps),
+        "sequence_gaps": gaps[:20],
+        "duplicates_delivered": len(seqs) - len(distinct),
+        "readings_delivered": len({e["seq"] for e in energy}),
+        "readings_not_served_by_meter": unmatched[:20],
+        "meter_block_reads_served": sum(1 for s in rig.bus.served if s["di"] == "0001FF00"),
+    }
+
+
+def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print):
+    rng = random.Random(seed)
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="bdmeter-soak-"))
+    t_start = time.monotonic()
+    rig = TerminalRig(workdir, seed=seed, heapsize=heapsize)
+    recoveries, failures, unexpected_exits = [], [], 0
+    try:
+        rig.wait("first readings", lambda: len(rig.of("energy")) >= 2, 90)
+        names = sorted(FAULTS)
+        for cycle in range(1, cycles + 1):
+            name = names[rng.randrange(len(names))]
+            lo, hi = FAULTS[name][1]
+            hold = rng.uniform(lo, hi)
+            if not rig.alive():
+                unexpected_exits += 1
+                log("cycle %d: firmware was not running (exit %s); restarting" % (cycle, rig.fw.p.returncode))
+                rig.start_firmware()
+            params = {"count": rng.randint(1, 4)} if name == "modem:send_fail" else None
+            inject(rig, name, True, params)
+            time.sleep(hold)
+            if name != "broker:restart":
+                inject(rig, name, False)
+            t0 = time.monotonic()
+            # recovered = a record numbered after the fault was cleared has reached the broker
+            before = max(rig.record_seqs() or [0])
+            try:
+                rig.wait("a record taken after %s" % name,
+                         lambda b=before: max(rig.record_seqs() or [0]) > b + 1, RECOVERY_LIMIT_S)
+                dt = time.monotonic() - t0
+                recoveries.append((name, dt))
+                log("cycle %2d: %-24s held %4.1f s, recovered in %5.1f s" % (cycle, name, hold, dt))
+            except AssertionError:
+                failures.append(name)
+                log("cycle %2d: %-24s NOT recovered within %d s" % (cycle, name, RECOVERY_LIMIT_S))
+                if not rig.alive():
+                    unexpected_exits += 1
+                    rig.start_firmware()
+            time.sleep(rng.uniform(0.5, 2.0))
+        # drain: every numbered record must arrive
+        rig.wait("the outbox drained", lambda: rig.of("heartbeat") and rig.of("heartbeat")[-1]["outbox"] == 0
+                 and not check(rig)["sequence_gaps"], 120, allow_exit=True)
+    except AssertionError as e:
+        failures.append("drain: %s" % str(e)[:200])
+    finally:
+        figures = check(rig)
+        hb = rig.of("heartbeat")
+        rig.close()
+    by_fault = {}
+    for name, dt in recoveries:
+        by_fault.setdefault(name, []).append(dt)
+    figures.update({
+        "cycles": cycles, "seed": seed, "heapsize": heapsize or "default",
+        "faults_injected": cycles, "faults_recovered": len(recoveries), "faults_not_recovered": failures,
+        "unexpected_exits": unexpected_exits, "firmware_starts": rig.starts,
+        "recovery_s_median": round(statistics.median([d for _, d in recoveries]), 1) if recoveries else None,
+        "recovery_s_max": round(max(d for _, d in recoveries), 1) if recoveries else None,
+        "recovery_s_by_fault": {k: round(max(v), 1) for k, v in sorted(by_fault.items())},
+        "last_heartbeat_err": hb[-1]["err"] if hb else None,
+        "wall_s": round(time.monotonic() - t_start, 1),
+    })
+    figures["passed"] = (figures["records_lost"] == 0 and not failures and unexpected_exits == 0
+                         and not figures["readings_not_served_by_meter"])
+    return figures
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cycles", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--heapsize", default=None, help="micropython -X heapsize, e.g. 128K")
+    ap.add_argument("--json", default="build/soak.json")
+    a = ap.parse_args(argv)
+    figures = run(a.cycles, a.seed, a.heapsize)
+    print()
+    for k, v in figures.items():
+        print("  %-30s %s" % (k, v))
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(figures, indent=2) + "\n")
+    print("wrote %s" % a.json)
+    print("soak: %s (%d lost, %d gaps, %d/%d faults recovered, %d unexpected exits)" % (
+        "PASSED" if figures["passed"] else "FAILED", figures["records_lost"], len(figures["sequence_gaps"]),
+        figures["faults_recovered"], figures["faults_injected"], figures["unexpected_exits"]))
+    return 0 if figures["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
