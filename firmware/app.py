@@ -23,6 +23,7 @@ _BOARD_CONFIG = "config.json"
 _CHECK_S = 5  # the longest any task sleeps between check-ins
 _TIME_SYNC_EVERY_S = 86400
 _MIN_LADDER_RESET_S = 1800
+_FULL_EVERY = 12  # a full heartbeat at least hourly at the default 5-minute interval
 # how long each task may go without checking in before the supervisor stops feeding the watchdog
 _ALLOW_S = {"meter": 180, "gnss": 400, "uplink": 900, "cmd": 300, "heartbeat": 300}
 
@@ -182,8 +183,8 @@ class Terminal:
         self._reset_why = why
 
     # -- heartbeat -----------------------------------------------------------
-    def heartbeat_body(self):
-        ts, tsrc = self.clock.stamp()
+    def error_counters(self):
+        """Every error counter; those at zero are left out (absent means 0) to keep heartbeats small."""
         m = self.master.stats
         ms = self.modem.stats
         err = {
@@ -194,13 +195,27 @@ class Terminal:
             "modem_reboots": ms.get("rdy_unexpected", 0), "send_fail": ms.get("send_fail", 0),
             "mqtt_reconnects": self.uplink.reconnects, "outbox_dropped": self.outbox.dropped,
             "outbox_corrupt": self.outbox.corrupt, "cmd_refused": self.commands.refused,
-            "cmd_dropped": self.commands.dropped, "ladder": dict(self.modem.ladder),
+            "cmd_dropped": self.commands.dropped,
         }
-        return payloads.heartbeat(ts, tsrc, self.clock.uptime_s(), self.csq, self.locating.fix,
-                                  self.locating.nsat, len(self.outbox), gc.mem_free(), self.heap_peak,
-                                  self.reset_cause, err)
+        ladder = {k: v for k, v in self.modem.ladder.items() if isinstance(v, int) and v}
+        out = {k: v for k, v in err.items() if v}
+        if ladder:
+            out["ladder"] = ladder
+        return out
+
+    def heartbeat_body(self, full=True):
+        ts, tsrc = self.clock.stamp()
+        extra = None
+        if full:
+            extra = {"nsat": self.locating.nsat, "heap": gc.mem_free(), "heap_peak": self.heap_peak,
+                     "reset": self.reset_cause, "err": self.error_counters()}
+        return payloads.heartbeat(ts, tsrc, self.clock.uptime_s(), self.csq, self.locating.fix, len(self.outbox),
+                                  extra)
 
     async def _heartbeat(self):
+        # Short heartbeats most of the time; the full one (heap, reset cause, error counters) on the first beat
+        # of each connection, whenever a counter changed, and at least every _FULL_EVERY beats.
+        sent_err, since_full, connects = None, _FULL_EVERY, -1
         while True:
             await self.sleep_checked("heartbeat", self.cfg["heartbeat_s"])
             if self._modem_ready and self.modem.ready:
@@ -209,7 +224,13 @@ class Terminal:
                 except self.modem_errors:
                     pass
             gc.collect()
-            await self.uplink.publish("heartbeat", payloads.dumps(self.heartbeat_body()), qos=0)
+            err = self.error_counters()
+            full = err != sent_err or since_full >= _FULL_EVERY or connects != self.uplink.connects
+            body = self.heartbeat_body(full)
+            if await self.uplink.publish("heartbeat", payloads.dumps(body), qos=0):
+                since_full = 0 if full else since_full + 1
+                if full:
+                    sent_err, connects = err, self.uplink.connects
             self.led.on() if self.uplink.connected else self.led.off()
 
     async def maybe_sync_meter_time(self):

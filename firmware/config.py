@@ -20,7 +20,7 @@ _DEFAULTS = {
     "broker_port": 1883,
     "broker_user": "",
     "broker_pass": "",
-    "keepalive_s": 120,
+    "keepalive_s": 600,  # heartbeats every 5 min keep the link busy; pings only fill real silences
     "apn": "",
     "apn_user": "",
     "apn_pass": "",

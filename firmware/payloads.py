@@ -61,9 +61,12 @@ def event(ts, tsrc, kind, data=None):
     return {"v": V, "ts": ts, "tsrc": tsrc, "kind": kind, "data": data or {}}
 
 
-def heartbeat(ts, tsrc, up, csq, fix, nsat, outbox, heap, heap_peak, reset, err):
-    return {"v": V, "ts": ts, "tsrc": tsrc, "up": up, "csq": csq, "fix": fix, "nsat": nsat,
-            "outbox": outbox, "heap": heap, "heap_peak": heap_peak, "reset": reset, "err": err}
+def heartbeat(ts, tsrc, up, csq, fix, outbox, full=None):
+    """The short heartbeat; `full` (a dict: nsat, heap, heap_peak, reset, err) makes it the full one."""
+    body = {"v": V, "ts": ts, "tsrc": tsrc, "up": up, "csq": csq, "fix": fix, "outbox": outbox}
+    if full:
+        body.update(full)
+    return body
 
 
 def resp(req_id, ts, tsrc, result=None, error=None):

@@ -329,7 +329,10 @@ class Session:
             if ticks_diff(now, self._last_rx) > ka_ms + self.timeout_ms:
                 self._kill("nothing from the broker for %d s" % (ticks_diff(now, self._last_rx) // 1000))
                 return
-            if ticks_diff(now, self._last_tx) >= ka_ms // 2 or ticks_diff(now, self._last_rx) >= ka_ms // 2:
+            # PINGREQ when we have been silent for half the keepalive (the broker needs to hear from us), or
+            # when the broker has been silent a whole keepalive (a probe: is the link still there?). Traffic
+            # that flows anyway (heartbeats, acknowledged records) makes pings unnecessary: bytes cost money.
+            if ticks_diff(now, self._last_tx) >= ka_ms // 2 or ticks_diff(now, self._last_rx) >= ka_ms:
                 self._c.ping()
                 self.stats["pings"] += 1
                 try:

@@ -128,7 +128,7 @@ def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print):
         failures.append("drain: %s" % str(e)[:200])
     finally:
         figures = check(rig)
-        hb = rig.of("heartbeat")
+        hb = [b for b in rig.of("heartbeat") if "err" in b]
         rig.close()
     by_fault = {}
     for name, dt in recoveries:

@@ -74,8 +74,11 @@ def test_reports_status_register_energy_heartbeat(rig):
         assert round(e["kwh"]["fwd"], 2) in served, (e["kwh"], sorted(served)[-5:])
         tariffs = sum(e["kwh"]["t%d" % i] for i in range(1, 5))
         assert abs(tariffs - e["kwh"]["fwd"]) < 0.05
-    hb = rig.of("heartbeat")[-1]
-    assert hb["outbox"] >= 0 and hb["up"] >= 0 and "ladder" in hb["err"]
+    beats = rig.of("heartbeat")
+    assert all(b["outbox"] >= 0 and b["up"] >= 0 and "csq" in b for b in beats)
+    full = [b for b in beats if "err" in b]
+    assert full and full[0]["reset"] == "power" and full[0]["heap"] > 0
+    assert all(isinstance(v, int) and v > 0 for k, v in full[-1]["err"].items() if k != "ladder")
 
 
 def test_queries_for_address_position_energy(rig):

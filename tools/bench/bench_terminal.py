@@ -15,7 +15,8 @@ from tools.rig import TerminalRig
 
 _DAY = 86400
 # the defaults of firmware/config.py
-_DEFAULT_POLL_S, _DEFAULT_HEARTBEAT_S, _DEFAULT_KEEPALIVE_S = 900, 300, 120
+_DEFAULT_POLL_S, _DEFAULT_HEARTBEAT_S, _DEFAULT_KEEPALIVE_S = 900, 300, 600
+_FULL_EVERY = 12  # firmware/app.py: a full heartbeat at least every 12th
 
 
 def _micropython_pid(launcher_pid):
@@ -49,24 +50,31 @@ def wire_and_heap(workdir):
         time.sleep(30)
         up1, down1 = rig.modem.stats["tcp_bytes_up"], rig.modem.stats["tcp_bytes_down"]
         energy, beats = rig.of("energy")[n_e0:], rig.of("heartbeat")[n_h0:]
-        hb = rig.of("heartbeat")[-1]
+        rig_full_beats = rig.of("heartbeat")
+        hb = [h for h in rig_full_beats if "err" in h][-1]
     finally:
         rig.close()
     topic = len("bdmeter/861234567890123/energy")
     # MQTT framing per QoS 1 publish: fixed header 3, topic length 2, packet id 2; PUBACK 4 bytes back.
     e_up = statistics.mean(len(_compact(e)) for e in energy) + topic + 7
-    h_up = statistics.mean(len(_compact(h)) for h in beats) + topic + 3  # QoS 0: no packet id, no PUBACK
+    short = [h for h in beats if "err" not in h] or beats
+    full = [h for h in rig_full_beats if "err" in h]
+    h_short = statistics.mean(len(_compact(h)) for h in short) + topic + 3  # QoS 0: no packet id, no PUBACK
+    h_full = statistics.mean(len(_compact(h)) for h in full) + topic + 3
+    beats_per_day = _DAY / _DEFAULT_HEARTBEAT_S
     per_day = {
         "energy": (_DAY / _DEFAULT_POLL_S) * (e_up + 4),
-        "heartbeat": (_DAY / _DEFAULT_HEARTBEAT_S) * h_up,
-        # PINGREQ/PINGRESP (2 + 2 bytes) only when nothing else moved for half the keepalive
-        "keepalive": max(0, _DAY / (_DEFAULT_KEEPALIVE_S / 2) - _DAY / _DEFAULT_HEARTBEAT_S) * 4,
+        "heartbeat": beats_per_day * ((_FULL_EVERY - 1) * h_short + h_full) / _FULL_EVERY,
+        # PINGREQ/PINGRESP (2 + 2 bytes): heartbeats keep the uplink busy; a probe fills each silence of the
+        # downlink longer than the keepalive (between PUBACKs when readings are rarer than that)
+        "keepalive": (_DAY / _DEFAULT_POLL_S if _DEFAULT_POLL_S > _DEFAULT_KEEPALIVE_S else 0) * 4,
     }
     measured = (up1 - up0) + (down1 - down0)
-    modelled = len(energy) * (e_up + 4) + len(beats) * h_up
+    modelled = len(energy) * (e_up + 4) + sum(len(_compact(h)) + topic + 3 for h in beats)
     return {
         "wire_bytes_per_energy_message": round(e_up + 4),
-        "wire_bytes_per_heartbeat": round(h_up),
+        "wire_bytes_per_heartbeat_short": round(h_short),
+        "wire_bytes_per_heartbeat_full": round(h_full),
         "wire_bytes_per_day_default_intervals": round(sum(per_day.values())),
         "wire_kb_per_day_default_intervals": round(sum(per_day.values()) / 1024, 1),
         "wire_model_vs_modem_counters": round(modelled / measured, 3) if measured else None,
