@@ -1,0 +1,273 @@
+"""`make demo`: a fleet of simulated terminals around Hohhot, the head-end, one signed query, a regional map.
+
+Each terminal is the real firmware (build/mpy, MicroPython unix port) wired to its own meter
+simulator and modem simulator; they publish through a local mosquitto to the head-end, which
+stores everything in SQLite. The run is bounded (--seconds); Ctrl-C ends it early.
+
+    python -m tools.demo [--terminals 5] [--seconds 60] [--out build/demo]
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from tools.headend import mapimg, report, view
+from tools.headend.query import send_command
+from tools.headend.service import Headend
+from tools.procs import ROOT, Mosquitto, Proc
+
+CITY = (40.84, 111.75, 1065.0)  # Hohhot: lat, lon, alt
+SPREAD_KM = 5.0  # radius: terminals spread over ~10 km
+GOLDEN_ANGLE = math.pi * (3 - math.sqrt(5))
+PREFIX = "bdmeter"
+READY = re.compile(r"READY port=(\d+)")
+
+
+def placements(n):
+    """Deterministic positions on a sunflower spiral over the city, one per terminal."""
+    out = []
+    for i in range(n):
+        r = SPREAD_KM * math.sqrt((i + 0.6) / n)
+        a = i * GOLDEN_ANGLE
+        lat = CITY[0] + r * math.sin(a) / 110.574
+        lon = CITY[1] + r * math.cos(a) / (111.320 * math.cos(math.radians(CITY[0])))
+        out.append((round(lat, 6), round(lon, 6), round(CITY[2] + 8 * math.sin(3 * a), 1)))
+    return out
+
+
+class Terminal:
+    """One simulated terminal: meter simulator, modem simulator, firmware, each in its own process group."""
+
+    def __init__(self, i, pos, broker_port, run_dir, log_dir):
+        self.i = i
+        self.tid = "8612345678901%02d" % i
+        self.lat, self.lon, self.alt = pos
+        # every third terminal reads two meters on its bus: a bigger site
+        self.meters = ["%012d" % (72007201 + 10 * i + k) for k in range(2 if i % 3 == 2 else 1)]
+        self.key = os.urandom(32).hex()
+        self.broker_port = broker_port
+        self.dir = run_dir / ("t%d" % (i + 1))
+        self.log_dir = log_dir
+        self.procs = []
+        self.firmware = None
+
+    def _sim(self, module, args, name):
+        p = Proc([sys.executable, "-m", module, "--port", "0"] + args, name, log_dir=self.log_dir)
+        self.procs.append(p)
+        p.wait_output("READY port=", timeout=20)
+        return int(READY.search(p.output()).group(1))
+
+    def start(self):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meter_args = []
+        for m in self.meters:
+            meter_args += ["--meter", m]
+        meter_port = self._sim("tools.sim.meter", meter_args + ["--speedup", "600", "--seed", str(self.i + 1)],
+                               "meter-t%d" % (self.i + 1))
+        modem_port = self._sim("tools.sim.modem", [
+            "--imei", self.tid, "--lat", str(self.lat), "--lon", str(self.lon), "--alt", str(self.alt),
+            "--noise-m", "3", "--cold-start-s", "2", "--seed", str(self.i + 1), "--delay-scale", "0.05"],
+            "modem-t%d" % (self.i + 1))
+        cfg = {"board": "unix", "meter_uart": "127.0.0.1:%d" % meter_port,
+               "modem_uart": "127.0.0.1:%d" % modem_port, "broker_host": "127.0.0.1",
+               "broker_port": self.broker_port, "topic_prefix": PREFIX, "terminal_id": self.tid,
+               "cmd_key": self.key, "meters": self.meters, "poll_s": 5, "heartbeat_s": 5, "gnss_s": 3,
+               "state_dir": str(self.dir / "state")}
+        (self.dir / "state").mkdir(exist_ok=True)
+        cfg_path = self.dir / "config.json"
+        cfg_path.write_text(json.dumps(cfg, indent=1))
+        self.firmware = Proc([sys.executable, "-m", "tools.mpunix", "build/mpy/main.py", cfg_path],
+                             "firmware-t%d" % (self.i + 1), log_dir=self.log_dir)
+        self.procs.append(self.firmware)
+
+    def exited(self):
+        return [p for p in self.procs if p.p.poll() is not None]
+
+    def kill(self):
+        for p in self.procs:
+            p.kill()
+
+
+def _progress(elapsed, total, width=30):
+    done = min(width, int(width * elapsed / total)) if total else width
+    return "[%s%s] %3d/%d s" % ("#" * done, "." * (width - done), elapsed, total)
+
+
+def _summary(store):
+    c = store.counters()
+    return "records %d (duplicates %d, invalid %d), heartbeats %d" % (
+        c.get("stored", 0), c.get("duplicate", 0), c.get("invalid", 0), c.get("heartbeat", 0))
+
+
+def live(head, terminals, seconds, tty):
+    """Show the fleet until `seconds` pass or Ctrl-C; return the set of terminals ever seen online."""
+    t0 = time.monotonic()
+    seen_online, warned, last_print = set(), set(), -1e9
+    try:
+        while True:
+            elapsed = time.monotonic() - t0
+            fleet = head.store.fleet(heartbeat_s=5)
+            seen_online |= {t["tid"] for t in fleet if t["state"] == "online"}
+            for term in terminals:
+                for p in term.exited():
+                    if p.name not in warned:
+                        warned.add(p.name)
+                        print("\n!! %s exited (%s); last output:\n%s" % (p.name, p.p.returncode, p.output()[-1500:]))
+            line = "%s  online %d/%d  %s" % (_progress(elapsed, seconds),
+                                              sum(t["state"] == "online" for t in fleet), len(terminals),
+                                              _summary(head.store))
+            if tty:
+                sys.stdout.write("\033[H\033[J" + "bdmeter demo (Ctrl-C ends early)\n\n" + view.table(fleet)
+                                 + "\n\n" + line + "\n")
+                sys.stdout.flush()
+            elif elapsed - last_print >= 15 or elapsed >= seconds:
+                print(view.table(fleet) + "\n" + line + "\n", flush=True)
+                last_print = elapsed
+            if elapsed >= seconds:
+                break
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("\nstopping early (Ctrl-C)")
+    return seen_online
+
+
+def ask(port, term, timeout_s):
+    """The signed query of address, position and energy; print the answer; True when it was answered ok."""
+    print("\nsigned query to %s: address, position, energy" % term.tid)
+    try:
+        resp = send_command("127.0.0.1:%d" % port, term.tid, term.key, "query",
+                            {"what": ["address", "position", "energy"]}, prefix=PREFIX, timeout_s=timeout_s)
+    except TimeoutError as e:
+        print("query failed: %s" % e)
+        return False
+    print(json.dumps(resp, indent=1))
+    return bool(resp.get("ok"))
+
+
+def regional_report(store, out_dir, grid_deg):
+    """Energy per grid cell over the readings of this run: CSV, per-meter CSV and map PNG."""
+    rows = store.query("SELECT min(ts) AS a, max(ts) AS b FROM readings WHERE tsrc != 'none'")
+    if not rows or rows[0]["a"] is None or rows[0]["a"] == rows[0]["b"]:
+        print("report: not enough dated readings for a period")
+        return False
+    t_from, t_to = rows[0]["a"], rows[0]["b"]
+    rep = report.compute(store, t_from, t_to, grid_deg=grid_deg)
+    base = out_dir / "energy"
+    paths = [report.write_csv(rep, base.with_suffix(".csv")),
+             report.write_meters_csv(rep, out_dir / "energy-meters.csv"),
+             mapimg.draw(rep, base.with_suffix(".png"))]
+    print("\nregional report %s .. %s, grid %g deg: %.2f kWh from %d meters in %d cells"
+          % (report.iso(t_from), report.iso(t_to), grid_deg, rep["total_kwh"], len(rep["meters"]),
+             len(rep["regions"])))
+    for p in paths:
+        print("  %s" % p)
+    return bool(rep["meters"])
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    # Ctrl-C (even when started from a script that ignores SIGINT) and SIGTERM end the run cleanly
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    ap = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--terminals", type=int, default=5)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--out", default=str(ROOT / "build" / "demo"))
+    ap.add_argument("--grid", type=float, default=0.02, help="report grid in degrees")
+    ap.add_argument("--query-timeout", type=float, default=20)
+    a = ap.parse_args(argv)
+    if not 1 <= a.terminals <= 99:
+        ap.error("--terminals must be 1..99")
+    if not (ROOT / "build" / "mpy" / "main.py").exists():
+        print("demo: build/mpy/main.py is missing: run `make mpy` (or `make demo`) first", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    for sub in ("run", "logs"):
+        shutil.rmtree(out / sub, ignore_errors=True)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    # the head-end's log goes to a file: the live table owns the screen
+    logging.basicConfig(filename=str(out / "logs" / "headend.log"), level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    db = out / "fleet.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    broker = head = None
+    terminals = []
+    ok = True
+    try:
+        broker = Mosquitto(log_dir=out / "logs")
+        head = Headend("127.0.0.1:%d" % broker.port, str(db), prefix=PREFIX, heartbeat_s=5, check_s=0.5).start()
+        print("bdmeter demo: %d terminal(s) around Hohhot for %g s; mosquitto on 127.0.0.1:%d; database %s"
+              % (a.terminals, a.seconds, broker.port, db))
+        for i, pos in enumerate(placements(a.terminals)):
+            term = Terminal(i, pos, broker.port, out / "run", out / "logs")
+            terminals.append(term)
+            head.store.set_key(term.tid, term.key)
+            term.start()
+            print("  terminal %s  meter(s) %s  at %.5f,%.5f" % (term.tid, " ".join(term.meters), term.lat, term.lon))
+        seen = live(head, terminals, a.seconds, sys.stdout.isatty())
+        if not seen:
+            first = terminals[0].firmware
+            print("\ndemo FAILED: no terminal came online within %g s. Logs are in %s; the first firmware's "
+                  "output ends with:\n%s" % (a.seconds, out / "logs", first.output()[-2000:] if first else ""),
+                  file=sys.stderr)
+            return 1
+        print("\n%d of %d terminals came online" % (len(seen), len(terminals)))
+        target = next(t for t in terminals if t.tid in seen)
+        ok = ask(broker.port, target, a.query_timeout) and ok
+        ok = regional_report(head.store, out, a.grid) and ok
+    except KeyboardInterrupt:
+        print("\ninterrupted")
+        ok = False
+    except (TimeoutError, RuntimeError, OSError) as e:
+        print("\ndemo FAILED: %s" % e, file=sys.stderr)
+        ok = False
+    finally:
+        # a second Ctrl-C during shutdown must not leave children behind: ignore it while cleaning up
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _shutdown(terminals, head, broker)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    print("\ndemo %s; logs in %s" % ("done" if ok else "finished with errors", out / "logs"))
+    return 0 if ok else 1
+
+
+def _shutdown(terminals, head, broker):
+    """Stop the firmware cleanly (it publishes `offline`), then every simulator, the head-end and the broker."""
+    firmware = [t.firmware for t in terminals if t.firmware is not None]
+    for p in firmware:
+        p.signal(signal.SIGINT)
+    deadline = time.monotonic() + 8
+    for p in firmware:
+        while p.p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for t in terminals:
+        t.kill()
+    if head is not None:
+        try:
+            time.sleep(0.5)  # let the last `offline` statuses land
+            print("\n" + view.table(head.store.fleet(heartbeat_s=5)))
+            print(_summary(head.store))
+            c = head.store.counters()
+            for name in sorted(n for n in c if n.startswith("warning ")):
+                print("accepted with a deviation from PROTOCOL.md (%d): %s" % (c[name], name[8:]))
+        finally:
+            head.stop()
+            head.store.close()
+    if broker is not None:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

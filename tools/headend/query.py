@@ -1,0 +1,63 @@
+"""Send one signed command to a terminal and wait, bounded, for its answer on `resp`."""
+
+import json
+import os
+import threading
+
+import paho.mqtt.client as mqtt
+
+from tools.headend import sign
+from tools.headend.service import parse_broker
+
+QUERY_WHAT = ("address", "position", "energy")
+
+
+def op_for(words):
+    """Command words of the CLI to (op, args): address/position/energy are one `query`."""
+    words = list(words) or list(QUERY_WHAT)
+    if all(w in QUERY_WHAT for w in words):
+        return "query", {"what": words}
+    if len(words) == 1 and words[0] in ("status", "read", "sync_time", "reboot"):
+        return words[0], {}
+    raise ValueError("ask for any of %s, or exactly one of status/read/sync_time/reboot" % "/".join(QUERY_WHAT))
+
+
+def send_command(broker, tid, key, op, args=None, prefix="bdmeter", timeout_s=20.0, req_id=None):
+    """Publish a signed command and return the terminal's answer (dict); raise TimeoutError without one."""
+    host, port = parse_broker(broker)
+    req_id, envelope = sign.command(key, tid, op, args, req_id=req_id)
+    resp_topic = "%s/%s/resp" % (prefix, tid)
+    got = {}
+    subscribed, answered = threading.Event(), threading.Event()
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            client.subscribe(resp_topic, qos=1)
+
+    def on_subscribe(client, userdata, mid, reason_codes, properties):
+        subscribed.set()
+
+    def on_message(client, userdata, msg):
+        try:
+            obj = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(obj, dict) and obj.get("id") == req_id:
+            got["resp"] = obj
+            answered.set()
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bdmeter-query-%s" % os.urandom(4).hex())
+    client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+    client.connect_async(host, port, keepalive=30)
+    client.loop_start()
+    try:
+        # the answer can only be caught if we listen before the command goes out
+        if not subscribed.wait(min(timeout_s, 10.0)):
+            raise TimeoutError("no connection to the broker at %s:%d" % (host, port))
+        client.publish("%s/%s/cmd" % (prefix, tid), envelope, qos=1)
+        if not answered.wait(timeout_s):
+            raise TimeoutError("no answer from %s to request %s within %.0f s" % (tid, req_id, timeout_s))
+        return got["resp"]
+    finally:
+        client.disconnect()
+        client.loop_stop()
