@@ -143,18 +143,18 @@ def test_contract_rejects_topics(topic):
 
 def test_informative_deviations_are_kept_and_counted(store, capsys):
     warnings = []
-    contract.parse(T + "register", _mutate("register", why="fix"), "bdmeter", warnings)
-    assert warnings == ["register.why: undocumented 'fix'"]
+    contract.parse(T + "register", _mutate("register", why="maintenance"), "bdmeter", warnings)
+    assert warnings == ["register.why: undocumented 'maintenance'"]
     ing = Ingest(store)
     for seq in (50, 51):
-        assert ing.handle(T + "register", _mutate("register", why="fix", seq=seq)) == "stored"
+        assert ing.handle(T + "register", _mutate("register", why="maintenance", seq=seq)) == "stored"
     hb = json.loads(EXAMPLES["heartbeat"])
     hb["err"]["ladder"]["fixed_by"] = None  # a note among the counters
     assert ing.handle(T + "heartbeat", json.dumps(hb).encode()) == "stored"
     assert store.count("registrations") == 2
-    assert store.counters()["warning register.why: undocumented 'fix'"] == 2
+    assert store.counters()["warning register.why: undocumented 'maintenance'"] == 2
     assert cli.main(["status", "--db", store.path]) == 0
-    assert "accepted with a deviation (2): register.why: undocumented 'fix'" in capsys.readouterr().out
+    assert "accepted with a deviation (2): register.why: undocumented 'maintenance'" in capsys.readouterr().out
 
 
 def test_invalid_messages_are_counted_and_kept_aside(store):
