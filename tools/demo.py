@@ -227,6 +227,7 @@ def main(argv=None):
         target = next(t for t in terminals if t.tid in seen)
         ok = ask(broker.port, target, a.query_timeout) and ok
         ok = regional_report(head.store, out, a.grid) and ok
+        print("\nthe fleet at the end of the run:\n" + view.table(head.store.fleet(heartbeat_s=5)))
     except KeyboardInterrupt:
         print("\ninterrupted")
         ok = False
@@ -257,7 +258,8 @@ def _shutdown(terminals, head, broker):
     if head is not None:
         try:
             time.sleep(0.5)  # let the last `offline` statuses land
-            print("\n" + view.table(head.store.fleet(heartbeat_s=5)))
+            print("\nafter shutdown (each terminal said offline or its last will did):\n"
+                  + view.table(head.store.fleet(heartbeat_s=5)))
             print(_summary(head.store))
             c = head.store.counters()
             for name in sorted(n for n in c if n.startswith("warning ")):
