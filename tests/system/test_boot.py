@@ -19,7 +19,7 @@ def peers():
         s = socket.socket()
         s.bind((LOOPBACK, 0))
         s.listen(1)
-        s.settimeout(15)
+        s.settimeout(30)
         socks.append(s)
     yield socks
     for s in socks:
@@ -38,7 +38,7 @@ def test_boots_connects_and_stops_cleanly(tmp_path, peers, sig):
     fw = Proc([sys.executable, "-m", "tools.mpunix", ROOT / "build/mpy/main.py", cfg], "firmware", log_dir=tmp_path)
     try:
         conns = [s.accept()[0] for s in peers]  # both UART peers dialled (bounded by settimeout)
-        fw.wait_output("starting", timeout=15)
+        fw.wait_output("starting", timeout=30)
         fw.signal(sig)
         assert fw.wait(timeout=15) == 0, fw.output()
         assert "stopped" in fw.output()

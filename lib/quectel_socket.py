@@ -1,0 +1,192 @@
+"""TCP sockets of a Quectel module in buffer access mode (QIOPEN/QISEND/QIRD), as async byte streams."""
+
+import asyncio
+
+from atengine import ATError, ATTimeout
+from mpcompat import const, ticks_diff, ticks_ms
+
+_CHUNK = const(1460)  # QISEND takes at most 1460 bytes
+_READ_REQ = const(1500)  # QIRD hands out at most 1500 bytes
+_MAX_ID = const(12)
+
+try:
+    _wait_for_ms = asyncio.wait_for_ms
+    _sleep_ms = asyncio.sleep_ms
+except AttributeError:  # CPython
+
+    def _wait_for_ms(aw, ms):
+        return asyncio.wait_for(aw, ms / 1000)
+
+    def _sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
+
+
+class ModemError(Exception):
+    """The modem could not do what was asked (the reason is the message)."""
+
+
+class Socket:
+    """One TCP connection through the module: write, read, close.
+
+    read() returns data as soon as some is there, b"" once the connection is
+    closed (by the peer, the network or a module restart) and drained, and
+    None when nothing arrived within the time limit.
+    """
+
+    def __init__(self, modem, sid):
+        self._m = modem
+        self.id = sid
+        self._rx = b""
+        self._pending = False  # the module announced data that QIRD has not drained yet
+        self._closed = False
+        self._ev = asyncio.Event()
+
+    @property
+    def closed(self):
+        return self._closed
+
+    # -- URC side (called from the AT reader; quick, no I/O) ------------------------
+    def _on_recv(self):
+        self._pending = True
+        self._ev.set()
+
+    def _on_closed(self):
+        if not self._closed:
+            self._closed = True
+            self._m._stale.add(self.id)  # the id must be QICLOSEd before reuse
+        self._ev.set()
+
+    def _on_lost(self):
+        # PDP gone or module restarted: the module's buffer is gone too.
+        self._closed = True
+        self._pending = False
+        self._ev.set()
+
+    # -- stream ----------------------------------------------------------------------
+    async def write(self, data):
+        """Send all of `data` (chunks of at most 1460 bytes); ModemError when the socket is closed or stuck."""
+        m = self._m
+        mv = memoryview(data)
+        off = 0
+        while off < len(mv):
+            if self._closed:
+                raise ModemError("socket %d closed" % self.id)
+            chunk = mv[off:off + _CHUNK]
+            fails = 0
+            while True:
+                try:
+                    await m.at.cmd("AT+QISEND=%d,%d" % (self.id, len(chunk)), m.timeouts["cmd"], payload=chunk)
+                    break
+                except ATTimeout:
+                    self._drop()  # how much of the chunk went out is unknown: the stream cannot continue
+                    raise
+                except ATError as e:
+                    if e.final != "SEND FAIL":
+                        self._drop()
+                        raise ModemError("socket %d: send refused (%s)" % (self.id, e.final))
+                    m._stats["send_fail"] += 1
+                    fails += 1
+                    if fails > m.send_retries:
+                        self._drop()  # part of the stream is lost: the stream cannot continue
+                        raise ModemError("socket %d: send buffer stays full" % self.id)
+                    # The module's send buffer is full: give the network time to drain it.
+                    await _sleep_ms(min(m.send_backoff_ms << (fails - 1), 5000))
+            off += len(chunk)
+            m._stats["bytes_tx"] += len(chunk)
+
+    async def read(self, n=_CHUNK, timeout_ms=None):
+        """Up to n bytes; b"" when closed and drained; None after timeout_ms (default: the driver's 'read')."""
+        m = self._m
+        limit = m.timeouts["read"] if timeout_ms is None else timeout_ms
+        t0 = ticks_ms()
+        while True:
+            if self._rx:
+                return self._take(n)
+            if self._pending:
+                self._pending = False  # a recv URC during the QIRD sets it again
+                try:
+                    data = await m.at.read_data("AT+QIRD=%d,%d" % (self.id, _READ_REQ), m.timeouts["cmd"])
+                except ATError:
+                    data = b""  # the id is gone: whatever is left went with it
+                    self._on_closed()
+                except BaseException:
+                    self._pending = True
+                    raise
+                if data:
+                    self._pending = True  # keep draining until +QIRD: 0 (no new URC before that)
+                    m._stats["bytes_rx"] += len(data)
+                    self._rx = data
+                continue
+            if self._closed:
+                return b""
+            left = limit - ticks_diff(ticks_ms(), t0)
+            if left <= 0:
+                return None
+            self._ev.clear()
+            if self._pending or self._closed:
+                continue
+            try:
+                await _wait_for_ms(self._ev.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+    def _take(self, n):
+        rx = self._rx
+        if len(rx) <= n:
+            self._rx = b""
+            return rx
+        self._rx = rx[n:]
+        return rx[:n]
+
+    def _drop(self):
+        if not self._closed:
+            self._closed = True
+            self._m._stale.add(self.id)
+        self._ev.set()
+
+    def close(self):
+        """Close now; the module's id is released (QICLOSE) before it is next used."""
+        self._drop()
+        if self._m._sockets.get(self.id) is self:
+            del self._m._sockets[self.id]
+
+    async def aclose(self):
+        """Close and release the module's id at once."""
+        self.close()
+        await self._m._qiclose(self.id)
+
+
+async def open_tcp(m, host, port, timeout_ms):
+    """AT+QIOPEN in buffer mode and wait for +QIOPEN: <id>,0; a stale id is closed first (563)."""
+    sid = 0
+    while sid in m._sockets:
+        sid += 1
+    if sid >= _MAX_ID:
+        raise ModemError("no free socket id")
+    err = None
+    for _ in range(2):
+        if sid in m._stale:
+            await m._qiclose(sid)
+        s = Socket(m, sid)
+        m._sockets[sid] = s  # before QIOPEN: data may be announced right after the open URC
+        m._stats["opens"] += 1
+        ok = False
+        try:
+            # OK comes at once; the result URC may take up to timeout_ms
+            lines = await m.at.cmd('AT+QIOPEN=%d,%d,"TCP","%s",%d,0,0' % (m.ctx, sid, host, port),
+                                   min(timeout_ms, m.timeouts["cmd"]), expect="+QIOPEN: %d," % sid,
+                                   expect_timeout_ms=timeout_ms)
+            err = int(lines[-1].rpartition(",")[2])
+            ok = err == 0
+        except ATError as e:
+            err = e.code
+        finally:
+            if not ok:
+                m._sockets.pop(sid, None)
+                m._stale.add(sid)  # a failed open also needs QICLOSE before the id is reused
+        if ok:
+            return s
+        m._stats["open_fail"] += 1
+        if err != 563:
+            break
+    raise ModemError("open %s:%d failed (error %s)" % (host, port, err))

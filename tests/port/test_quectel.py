@@ -1,0 +1,212 @@
+"""lib/quectel under the unix port against tools/sim/modem: bring-up, TCP echo, GNSS, and every fault recovered.
+
+The simulator runs in-process (background thread) with small delays; the
+socket is bridged to a real TCP echo server on loopback started here.
+"""
+
+import datetime
+import json
+import socket
+import threading
+
+import pynmea2
+import pytest
+
+from harness import LOOPBACK, ROOT, run_micropython
+from tools.sim.modem import ModemSim
+from tools.sim.modem_gnss import checksum
+
+pytestmark = pytest.mark.port
+
+POSITION = (40.8425, 111.7490, 1065.0)
+SEND_RETRIES = 4  # the driver's default
+
+
+class EchoServer:
+    """Threaded TCP echo server on loopback."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind((LOOPBACK, 0))
+        self.srv.listen(8)
+        self.srv.settimeout(0.2)
+        self.port = self.srv.getsockname()[1]
+        self.conns = []
+        self._stop = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self.srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.conns.append(c)
+            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, c):
+        c.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                d = c.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not d:
+                return
+            c.sendall(d)
+
+    def stop(self):
+        self._stop.set()
+        self.srv.close()
+        for c in self.conns:
+            c.close()
+        for t in self.threads:
+            t.join(5)
+
+
+def make_rig(**kw):
+    sim = ModemSim(position=POSITION, noise_m=3.0, cold_start_s=0.5, fake_fix_s=0.3, delay_scale=0.05, seed=5, **kw)
+    port = sim.start(control_port=0)
+    return sim, port, EchoServer()
+
+
+@pytest.fixture
+def rig():
+    sim, port, echo = r = make_rig()
+    yield r
+    echo.stop()
+    sim.stop()
+
+
+def run(rig, scenario, pin="reset", timeout=45):
+    sim, port, echo = rig
+    rc, out = run_micropython(ROOT / "tests/port/mp/modem_check.py", port, sim.control_port, echo.port, scenario,
+                              pin, timeout=timeout)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert rc == 0 and events and events[-1]["ev"] == "done", out
+    return events
+
+
+def ev(events, name):
+    found = [e for e in events if e["ev"] == name]
+    assert found, "no %r event in %r" % (name, events)
+    return found[-1]
+
+
+def test_bringup_echo_and_gnss(rig):
+    sim = rig[0]
+    events = run(rig, "bringup")
+    assert ev(events, "up")["ready"]
+    info = ev(events, "info")
+    assert info["imei"] == sim.imei and info["iccid"] == sim.iccid and info["signal"] == sim.csq
+    net = datetime.datetime(*info["time"], tzinfo=datetime.timezone.utc)
+    assert abs((net - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) < 120
+    sizes = ev(events, "echoed")["sizes"]
+    assert sizes == [5, 3000, 1460, 1]
+    done = ev(events, "done")
+    st = done["stats"]
+    # every byte went through the module both ways, and the driver counted the same
+    assert sim.stats["tcp_bytes_up"] == sim.stats["tcp_bytes_down"] == sum(sizes) == st["bytes_tx"] == st["bytes_rx"]
+    assert st["timeouts"] == 0 and st["garbage"] == 0 and done["ladder"]["fixed_by"] is None
+    assert ev(events, "closed")["closed"]
+
+    g = ev(events, "gnss")
+    assert g["fixed"], g
+    sentences = g["sentences"] + g["more"]
+    for s in sentences:
+        body, _, cs = s[1:].partition("*")
+        assert checksum(body) == cs, s
+        pynmea2.parse(s, check=True)
+    ggas = [pynmea2.parse(s) for s in g["sentences"] if s[3:6] == "GGA"]
+    assert ggas[0].gps_qual == 0  # cold start: no fix yet
+    last = ggas[-1]
+    assert last.gps_qual >= 1 and 6 <= int(last.num_sats) <= 14 and 0.6 <= float(last.horizontal_dil) <= 1.8
+    assert abs(last.latitude - POSITION[0]) < 0.001 and abs(last.longitude - POSITION[1]) < 0.001
+    talkers = {s[1:3] for s in g["sentences"]}
+    assert talkers == {"GN", "GB"}
+    loc = g["loc"]
+    assert loc["fix"] >= 2 and loc["nsat"] >= 6 and abs(loc["lat"] - POSITION[0]) < 0.001
+    assert any(s[3:6] == "GSV" for s in g["more"]) and any(s[3:6] == "GSA" for s in g["more"])
+
+
+# fault -> (the rung that fixed it, or None when no recovery was needed; ladder counts expected)
+EXPECT = {
+    "peer_close": ("socket", {"socket": 1, "pdp": 0, "cfun": 0, "power": 0}),
+    "pdpdeact": ("pdp", {"socket": 0, "pdp": 1, "cfun": 0, "power": 0}),
+    "stack_degraded": ("cfun", {"socket": 1, "pdp": 1, "cfun": 1, "power": 0}),
+    "reboot": ("socket", {"socket": 1, "pdp": 0, "cfun": 0, "power": 0}),
+    "hang": ("power", {"socket": 1, "pdp": 1, "cfun": 0, "power": 1}),
+    "send_fail": ("socket", {"socket": 1, "pdp": 0, "cfun": 0, "power": 0}),
+    "garbage": (None, {"socket": 0, "pdp": 0, "cfun": 0, "power": 0}),
+    "urc_mid_response": (None, {"socket": 0, "pdp": 0, "cfun": 0, "power": 0}),
+    "antenna": (None, {"socket": 0, "pdp": 0, "cfun": 0, "power": 0}),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(EXPECT))
+def test_fault_recovered(rig, fault):
+    sim = rig[0]
+    events = run(rig, fault)
+    done = ev(events, "done")
+    ladder, st = done["ladder"], done["stats"]
+    print("%s: ladder %s; rungs climbed %s" % (fault, ladder, [e["name"] for e in events if e["ev"] == "rung"]))
+    fixed_by, counts = EXPECT[fault]
+    assert ev(events, "usable") and done["ready"]
+    assert ladder["fixed_by"] == fixed_by
+    assert {k: ladder[k] for k in counts} == counts
+    assert ladder["mcu"] == 0
+    assert any(e["ev"] == "survived" for e in events) == (fixed_by is None)
+    if fault == "reboot":
+        assert st["reinit"] == 1 and st["rdy_unexpected"] == 1 and st["echo"] >= 1
+    elif fault == "pdpdeact":
+        assert st["pdp_lost"] == 1
+    elif fault == "hang":
+        assert st["power_cycles"] == 1 and st["timeouts"] >= 2 and sim.stats["dropped"] >= 2
+    elif fault == "send_fail":
+        assert st["send_fail"] == SEND_RETRIES + 2 == sim.stats["send_fail"]
+    elif fault == "garbage":
+        assert st["garbage"] >= 150
+    elif fault == "urc_mid_response":
+        assert ev(events, "usable")["signal"] == sim.csq and sim.stats["urc_mid_response"] == 3
+    elif fault == "antenna":
+        u = ev(events, "usable")
+        assert u["loc"] is None
+        gga = [pynmea2.parse(s) for s in u["nmea"] if s[3:6] == "GGA"]
+        assert gga and gga[0].gps_qual == 0 and int(gga[0].num_sats) == 0
+    elif fault == "stack_degraded":
+        assert st["open_fail"] == 2
+
+
+def test_pwrkey_powers_on_a_silent_module_and_power_cycles_a_hung_one():
+    sim, port, echo = r = make_rig(boot_on_connect=False)  # the module starts switched off
+    try:
+        events = run(r, "hang", pin="pwrkey")
+    finally:
+        echo.stop()
+        sim.stop()
+    up = ev(events, "up")
+    assert up["ready"] and up["powered"]["state"]["powered"]
+    done = ev(events, "done")
+    print("pwrkey: ladder %s" % done["ladder"])
+    assert done["ladder"]["fixed_by"] == "power" and done["stats"]["power_cycles"] == 1
+    assert sim.stats["reboots"] == 2  # one PWRKEY power-on at start, one power cycle
+
+
+def test_gnss_nmea_source_enabled_on_507():
+    sim, port, echo = r = make_rig(nmeasrc_required=True)  # EC2x: no NMEA through AT until nmeasrc is on
+    try:
+        events = run(r, "gnss")
+    finally:
+        echo.stop()
+        sim.stop()
+    g = ev(events, "gnss")
+    assert g["fixed"] and g["sentences"]
+    assert sim.seen["+QGPSCFG"] == 2  # gnssconfig, then nmeasrc after the first 507
+    assert ev(events, "done")["stats"]["errors"] >= 1

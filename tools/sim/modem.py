@@ -1,0 +1,672 @@
+"""Simulated Quectel EC800M-class 4G modem with GNSS, served over TCP to the firmware's TcpUart.
+
+An AT interpreter with the module's timing and quirks: echo on after boot,
+boot URCs, SIM busy for a while, registration, APN and PDP context, TCP
+sockets in buffer access mode bridged to REAL TCP connections on the host
+(so MQTT reaches a real broker), GNSS from a scenario (tools/sim/modem_gnss.py),
+and faults switchable at run time. The newest TCP client is the UART; module
+state survives client reconnects (the module stays powered).
+
+    python -m tools.sim.modem --port 7002 [--imei 861234567890123] [--lat 40.8425 --lon 111.749 --alt 1065]
+        [--noise-m 3] [--cold-start-s 60] [--fake-fix-s 5] [--delay-scale 1] [--fast] [--seed 1]
+        [--control-port 7102]
+
+prints `READY port=<P>` when listening. The control port takes JSON lines and
+answers each with one JSON line: `{"fault": "peer_close", "on": true}` (plus
+the fault's parameters), `{"pin": "reset", "on": true}`, `{"get": "stats"}`,
+`{"get": "state"}`, `{"get": "seen"}`.
+"""
+
+import argparse
+import asyncio
+import datetime
+import json
+import random
+import signal
+import socket
+import sys
+import threading
+
+from tools.sim.modem_gnss import GnssScenario
+from tools.sim.modem_net import NetMixin
+
+FAULTS = ("peer_close", "pdpdeact", "send_fail", "hang", "reboot", "garbage", "urc_mid_response", "antenna",
+          "stack_degraded")
+ERRTEXT = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted", 13: "SIM failure",
+           14: "SIM busy", 50: "Incorrect parameters", 504: "Session is ongoing", 505: "Session not active",
+           507: "Invalid NMEA source", 516: "Not fixed now", 572: "Operation not allowed", 563: "Socket identity used"}
+# Module timing in seconds at delay_scale 1 (datasheet-like, shortened where only waiting would be tested).
+DELAYS = {"resp": 0.005, "boot": 3.0, "boot_urc": 0.3, "cpin_busy": 2.0, "reg": 3.0, "qiact": 1.0, "qideact": 0.3,
+          "qiopen": 0.2, "cfun": 0.5, "qiclose": 0.05, "gnss_cmd": 0.02}
+
+
+def _nodelay(writer):
+    # Echo, prompt and result go out as separate writes: without this, Nagle and delayed ACKs add ~40 ms.
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def split_args(text):
+    """'1,0,"TCP","a,b",80' -> ['1', '0', 'TCP', 'a,b', '80'] (quotes removed, commas inside quotes kept)."""
+    out, cur, quoted, was_quoted = [], [], False, False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+            was_quoted = True
+        elif ch == "," and not quoted:
+            out.append("".join(cur) if was_quoted else "".join(cur).strip())
+            cur, was_quoted = [], False
+        else:
+            cur.append(ch)
+    if cur or out or was_quoted:
+        out.append("".join(cur) if was_quoted else "".join(cur).strip())
+    return out
+
+
+class ModemSim(NetMixin):
+    """The simulated module; start() serves it on 127.0.0.1 from a background thread."""
+
+    def __init__(self, imei="861234567890123", iccid="89860012345678901234", position=(40.8425, 111.7490, 1065.0),
+                 noise_m=3.0, cold_start_s=2.0, fake_fix_s=1.0, delay_scale=1.0, seed=1, host="127.0.0.1", csq=21,
+                 nmeasrc_required=False, boot_on_connect=True):
+        self.imei = imei
+        self.iccid = iccid
+        self.host = host
+        self.csq = csq
+        self.scale = delay_scale
+        self.nmeasrc_required = nmeasrc_required  # EC2x: QGPSGNMEA needs QGPSCFG="nmeasrc",1 first (else 507)
+        self.boot_on_connect = boot_on_connect
+        self.rng = random.Random(seed)
+        self.gnss = GnssScenario(position, noise_m, cold_start_s, fake_fix_s, seed)
+        self.stats = dict.fromkeys(("at_commands", "tcp_bytes_up", "tcp_bytes_down", "clients", "urcs", "reboots",
+                                    "dropped", "send_fail", "garbage_bytes", "qiopen_ok", "qiopen_fail",
+                                    "urc_mid_response", "bytes_from_uart", "bytes_to_uart"), 0)
+        self.seen = {}  # command name -> count
+        self.faults = {}
+        self.port = None
+        self.control_port = None
+        self._loop = None
+        self._thread = None
+        self._servers = []
+        self._writer = None
+        self._ever_booted = False
+        self._gen = 0
+        self._pins = {"reset": False, "pwrkey": False}
+        self._power_state(False)
+
+    # -- module state -----------------------------------------------------------------
+    def _power_state(self, powered):
+        self.powered = powered
+        self.booted = False
+        self.echo = True
+        self.cmee = 0
+        self.cfun = 1
+        self.boot_t = 0.0
+        self.reg_t = 0.0
+        self.apn = ("", "", "", 0)
+        self.pdp = "inactive"  # active | broken (pdpdeact seen: QIDEACT needed)
+        self.ip = None
+        self.gnss_on = False
+        self.gnss_t = 0.0
+        self.gnssconfig = 1
+        self.nmeasrc = 0
+        self._cfun0 = False
+        self._inbuf = bytearray()
+        self._data_need = None  # (socket id, byte count) while QISEND data is awaited
+        self.faults.pop("hang", None)
+        self.faults.pop("stack_degraded", None)
+        self.sockets = {}
+
+    def _now(self):
+        return self._loop.time()
+
+    def _d(self, name):
+        return DELAYS[name] * self.scale
+
+    async def _sleep(self, seconds):
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+    def _reboot(self):
+        """Restart the module: drop sockets and PDP, echo on, RDY and boot URCs after the boot time."""
+        self._drop_sockets(urc=False)
+        self._power_state(True)
+        self._gen += 1
+        self._ever_booted = True
+        self.stats["reboots"] += 1
+        self.boot_t = self._now()
+        self.reg_t = self.boot_t + self._d("boot") + self._d("reg")
+        asyncio.ensure_future(self._boot(self._gen))
+
+    async def _boot(self, gen):
+        await self._sleep(self._d("boot"))
+        if gen != self._gen or not self.powered:
+            return
+        self.booted = True
+        self._urc("RDY")
+        gap = self._d("boot_urc")
+        for urc, wait in (("+CFUN: 1", gap), ("+CPIN: READY", max(0.0, self._d("cpin_busy") - gap)),
+                          ("+QIND: SMS DONE", gap)):
+            await self._sleep(wait)
+            if gen != self._gen:
+                return
+            self._urc(urc)
+
+    def _power_down(self, urc=True):
+        if self.powered and urc and self.booted:
+            self._out(b"\r\nPOWERED DOWN\r\n")
+        self._drop_sockets(urc=False)
+        self._gen += 1
+        self._power_state(False)
+
+    @property
+    def hung(self):
+        h = self.faults.get("hang")
+        if h is None:
+            return False
+        if h is not True and self._now() >= h:
+            self.faults.pop("hang", None)
+            return False
+        return True
+
+    # -- output -------------------------------------------------------------------------
+    def _out(self, data):
+        w = self._writer
+        if w is not None and not w.is_closing():
+            w.write(data)
+            self.stats["bytes_to_uart"] += len(data)
+
+    def _urc(self, line):
+        if not self.booted or self.hung:
+            return
+        self.stats["urcs"] += 1
+        self._out(b"\r\n" + line.encode() + b"\r\n")
+
+    def _err(self, code):
+        if self.cmee == 0 or code is None:
+            return "ERROR"
+        if self.cmee == 2 and code in ERRTEXT:
+            return "+CME ERROR: %s" % ERRTEXT[code]
+        return "+CME ERROR: %d" % code
+
+    def _respond(self, lines=(), final="OK", raw=None):
+        """Info lines, optional raw bytes, then the final result; a pending urc_mid_response goes before it."""
+        out = bytearray()
+        for line in lines:
+            out += b"\r\n" + line.encode() + b"\r\n"
+        if raw is not None:
+            out += raw + b"\r\n"
+        left = self.faults.get("urc_mid_response")
+        if left and (lines or raw is not None):
+            out += b'\r\n+QIND: "csq",%d,99\r\n' % self.csq
+            self.stats["urcs"] += 1
+            self.stats["urc_mid_response"] += 1
+            if left is not True:
+                if left <= 1:
+                    self.faults.pop("urc_mid_response")
+                else:
+                    self.faults["urc_mid_response"] = left - 1
+        out += b"\r\n" + final.encode() + b"\r\n"
+        self._out(bytes(out))
+
+    # -- faults and pins (loop thread) ---------------------------------------------------------
+    def _apply_fault(self, name, on=True, **params):
+        if name not in FAULTS:
+            raise ValueError("unknown fault %r (have %s)" % (name, ", ".join(FAULTS)))
+        if not on:
+            self.faults.pop(name, None)
+            return
+        if name == "peer_close":
+            for s in list(self.sockets.values()):
+                if params.get("id") in (None, s.id):
+                    self._peer_closed(s)
+        elif name == "pdpdeact":
+            self.pdp = "broken"
+            self._drop_sockets(urc=False)
+            self._urc('+QIURC: "pdpdeact",1')
+        elif name == "send_fail":
+            self.faults[name] = int(params.get("n", 1))
+        elif name == "hang":
+            s = params.get("seconds")
+            self.faults[name] = True if s is None else self._now() + float(s)
+        elif name == "reboot":
+            self._reboot()
+        elif name == "garbage":
+            n = int(params.get("n", 32))
+            junk = bytes(self.rng.choice((self.rng.randint(0x80, 0xFF), self.rng.randint(0, 8))) for _ in range(n))
+            self.stats["garbage_bytes"] += n
+            self._out(junk + b"\r\n")
+        elif name == "urc_mid_response":
+            self.faults[name] = int(params.get("n", 1)) if params.get("n", 1) is not None else True
+        elif name == "antenna":
+            self.faults[name] = True
+        elif name == "stack_degraded":
+            self.faults[name] = True
+            self._cfun0 = False
+            if params.get("drop", True):
+                for s in list(self.sockets.values()):
+                    self._peer_closed(s)
+
+    def _apply_pin(self, name, on):
+        if name not in self._pins:
+            raise ValueError("unknown pin %r" % name)
+        was = self._pins[name]
+        self._pins[name] = bool(on)
+        if name == "reset":
+            if on and not was:
+                self._power_down(urc=False)  # held in reset: silent
+            elif was and not on:
+                self._reboot()
+        elif was and not on:  # a PWRKEY pulse toggles power
+            if self.powered:
+                self._power_down()
+            else:
+                self._reboot()
+
+    # -- public, thread-safe ------------------------------------------------------------------
+    def _call(self, fn, *args, **kw):
+        if self._loop is None or threading.current_thread() is self._thread:
+            return fn(*args, **kw)
+
+        async def run():
+            return fn(*args, **kw)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    def set_fault(self, name, on=True, **params):
+        """Switch a fault on (with its parameters) or off; one-shot faults act at once."""
+        self._call(self._apply_fault, name, on, **params)
+
+    def pin(self, name, on):
+        """Drive the module's 'reset' or 'pwrkey' input (a pulse of pwrkey toggles power)."""
+        self._call(self._apply_pin, name, on)
+
+    def state(self):
+        return self._call(lambda: {"powered": self.powered, "booted": self.booted, "echo": self.echo,
+                                   "cfun": self.cfun, "pdp": self.pdp, "gnss_on": self.gnss_on,
+                                   "faults": sorted(self.faults), "sockets": {
+                                       str(s.id): s.state for s in self.sockets.values()}})
+
+    def start(self, port=None, control_port=None):
+        """Listen on 127.0.0.1:port (0/None: any free port) in a background thread; return the port."""
+        ready = threading.Event()
+        errors = []
+
+        def run():
+            self._loop = asyncio.new_event_loop()
+            try:
+                self._loop.run_until_complete(self._open(port or 0, control_port))
+            except OSError as e:
+                errors.append(e)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._close())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name="modemsim", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise TimeoutError("modem simulator did not start")
+        if errors:
+            raise errors[0]
+        return self.port
+
+    def stop(self):
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self._thread = None
+
+    # -- asyncio side ---------------------------------------------------------------------------
+    async def _open(self, port, control_port):
+        srv = await asyncio.start_server(self._client, self.host, port)
+        self._servers.append(srv)
+        self.port = srv.sockets[0].getsockname()[1]
+        if control_port is not None:
+            csrv = await asyncio.start_server(self._control, self.host, control_port)
+            self._servers.append(csrv)
+            self.control_port = csrv.sockets[0].getsockname()[1]
+
+    async def _close(self):
+        for s in self._servers:
+            s.close()
+        self._drop_sockets(urc=False)
+        if self._writer is not None:
+            self._writer.close()
+        tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _client(self, reader, writer):
+        _nodelay(writer)
+        old, self._writer = self._writer, writer
+        if old is not None:
+            old.close()  # the newest client is the UART
+        self.stats["clients"] += 1
+        self._inbuf = bytearray()
+        self._data_need = None
+        if self.boot_on_connect and not self._ever_booted:
+            self._reboot()
+        try:
+            while self._writer is writer:
+                data = await reader.read(4096)
+                if not data:
+                    break
+                self.stats["bytes_from_uart"] += len(data)
+                if not self.powered or not self.booted:
+                    continue  # a module that is off or booting hears nothing
+                self._inbuf += data
+                await self._consume()
+        except (ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            pass  # shutting down
+        finally:
+            writer.close()
+            if self._writer is writer:
+                self._writer = None
+
+    async def _consume(self):
+        buf = self._inbuf
+        while buf:
+            if self._data_need is not None:
+                sid, n = self._data_need
+                if len(buf) < n:
+                    return
+                payload = bytes(buf[:n])
+                del buf[:n]
+                self._data_need = None
+                self._send_done(sid, payload)
+                continue
+            i = min((k for k in (buf.find(b"\r"), buf.find(b"\n")) if k >= 0), default=-1)
+            if i < 0:
+                if len(buf) > 4096:
+                    buf.clear()
+                return
+            raw = bytes(buf[:i])
+            del buf[:i + 1]
+            line = raw.decode("latin-1").strip()
+            if not line:
+                continue
+            if self.hung or not self.booted:
+                self.stats["dropped"] += 1
+                continue
+            if self.echo:
+                self._out(raw + b"\r")
+            self.stats["at_commands"] += 1
+            await self._sleep(self._d("resp"))
+            gen = self._gen
+            try:
+                await self._command(line)
+            except (ValueError, IndexError, KeyError):
+                if gen == self._gen:
+                    self._respond(final=self._err(50))
+
+    async def _command(self, line):
+        u = line.upper()
+        if not u.startswith("AT"):
+            self._respond(final="ERROR")
+            return
+        if u in ("AT", "AT&W", "AT&F"):
+            self._respond()
+            return
+        if u.startswith("ATE"):
+            self.echo = u[3:] != "0"
+            self._respond()
+            return
+        if u in ("ATI", "AT+GMR", "AT+CGMR"):
+            self._respond(["Quectel", "EC800M", "Revision: EC800MCNLAR06A03M08"] if u == "ATI"
+                          else ["EC800MCNLAR06A03M08"])
+            return
+        body = line[2:]
+        name = body
+        kind, args = "exec", []
+        for i, ch in enumerate(body):
+            if ch in "=?":
+                name = body[:i]
+                if body[i:] == "=?":
+                    kind = "test"
+                elif ch == "?":
+                    kind = "query"
+                else:
+                    kind, args = "set", split_args(body[i + 1:])
+                break
+        name = name.upper()
+        self.seen[name] = self.seen.get(name, 0) + 1
+        handler = getattr(self, "_at_" + name[1:].lower(), None) if name.startswith("+") else None
+        if handler is None:
+            self._respond(final="ERROR")
+            return
+        await handler(kind, args)
+
+    # -- general commands -------------------------------------------------------------------------
+    async def _at_cmee(self, kind, args):
+        if kind == "query":
+            self._respond(["+CMEE: %d" % self.cmee])
+        else:
+            self.cmee = int(args[0]) if args else 0
+            self._respond()
+
+    async def _at_qurccfg(self, kind, args):
+        self._respond()
+
+    async def _at_cpin(self, kind, args):
+        since = self._now() - self.boot_t - self._d("boot")
+        busy = self._d("cpin_busy")
+        if since < busy:
+            self._respond(final=self._err(10 if since < busy / 3 else 14))
+        else:
+            self._respond(["+CPIN: READY"])
+
+    async def _at_csq(self, kind, args):
+        self._respond(["+CSQ: %d,99" % (self.csq if self.cfun == 1 else 99)])
+
+    def _reg_stat(self):
+        if self.cfun != 1:
+            return 0
+        return 1 if self._now() >= self.reg_t else 2
+
+    async def _at_cereg(self, kind, args):
+        self._respond(["+CEREG: 0,%d" % self._reg_stat()] if kind == "query" else [])
+
+    async def _at_cgreg(self, kind, args):
+        self._respond(["+CGREG: 0,%d" % self._reg_stat()] if kind == "query" else [])
+
+    async def _at_creg(self, kind, args):
+        self._respond(["+CREG: 0,%d" % self._reg_stat()] if kind == "query" else [])
+
+    async def _at_cgsn(self, kind, args):
+        self._respond([self.imei])
+
+    _at_gsn = _at_cgsn
+
+    async def _at_qccid(self, kind, args):
+        self._respond(["+QCCID: %s" % self.iccid])
+
+    async def _at_cimi(self, kind, args):
+        self._respond(["460001234567890"])
+
+    async def _at_cfun(self, kind, args):
+        if kind == "query":
+            self._respond(["+CFUN: %d" % self.cfun])
+            return
+        fun = int(args[0]) if args else 1
+        if fun == 1 and len(args) > 1 and args[1] == "1":
+            self._respond()
+            await self._sleep(self._d("cfun"))
+            self._reboot()
+            return
+        await self._sleep(self._d("cfun"))
+        if fun == 0 or fun == 4:
+            self._drop_sockets(urc=False)
+            self.pdp = "inactive"
+            self.cfun = fun
+            self._cfun0 = True
+            self._respond()
+        elif fun == 1:
+            was = self.cfun
+            self.cfun = 1
+            if was != 1:
+                self.reg_t = self._now() + self._d("reg") / 3
+                if self._cfun0:
+                    self.faults.pop("stack_degraded", None)  # a radio restart revives the IP stack
+            self._respond()
+            if was != 1:
+                self._urc("+CPIN: READY")
+        else:
+            self._respond(final=self._err(50))
+
+    async def _at_qlts(self, kind, args):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self._respond(['+QLTS: "%s+32,0"' % now.strftime("%Y/%m/%d,%H:%M:%S")])
+
+    async def _at_cclk(self, kind, args):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self._respond(['+CCLK: "%s+32"' % now.strftime("%y/%m/%d,%H:%M:%S")])
+
+    async def _at_qpowd(self, kind, args):
+        self._respond()
+        await self._sleep(self._d("cfun"))
+        self._power_down()
+
+    # -- GNSS -------------------------------------------------------------------------------------
+    async def _at_qgpscfg(self, kind, args):
+        if not args:
+            self._respond(final=self._err(50))
+        elif args[0] == "gnssconfig":
+            if len(args) == 1:
+                self._respond(['+QGPSCFG: "gnssconfig",%d' % self.gnssconfig])
+            else:
+                self.gnssconfig = int(args[1])
+                self._respond()
+        elif args[0] == "nmeasrc":
+            if len(args) == 1:
+                self._respond(['+QGPSCFG: "nmeasrc",%d' % self.nmeasrc])
+            else:
+                self.nmeasrc = int(args[1])
+                self._respond()
+        else:
+            self._respond()
+
+    async def _at_qgps(self, kind, args):
+        if kind == "query":
+            self._respond(["+QGPS: %d" % self.gnss_on])
+        elif self.gnss_on:
+            self._respond(final=self._err(504))
+        else:
+            await self._sleep(self._d("gnss_cmd"))
+            self.gnss_on = True
+            self.gnss_t = self._now()
+            self._respond()
+
+    async def _at_qgpsend(self, kind, args):
+        if not self.gnss_on:
+            self._respond(final=self._err(505))
+        else:
+            self.gnss_on = False
+            self._respond()
+
+    def _gnss_t(self):
+        return self._now() - self.gnss_t
+
+    async def _at_qgpsgnmea(self, kind, args):
+        if not self.gnss_on:
+            self._respond(final=self._err(505))
+        elif self.nmeasrc_required and not self.nmeasrc:
+            self._respond(final=self._err(507))
+        else:
+            now = datetime.datetime.now(datetime.timezone.utc)
+            lines = self.gnss.nmea(args[0] if args else "", self._gnss_t(), now, "antenna" in self.faults)
+            if not lines:
+                self._respond(final=self._err(50))
+            else:
+                self._respond(["+QGPSGNMEA: " + s for s in lines])
+
+    async def _at_qgpsloc(self, kind, args):
+        if not self.gnss_on:
+            self._respond(final=self._err(505))
+            return
+        now = datetime.datetime.now(datetime.timezone.utc)
+        line = self.gnss.qgpsloc(self._gnss_t(), now, int(args[0]) if args else 0, "antenna" in self.faults)
+        if line is None:
+            self._respond(final=self._err(516))
+        else:
+            self._respond([line])
+
+    # -- control port -----------------------------------------------------------------------------
+    async def _control(self, reader, writer):
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    answer = self.command(json.loads(line))
+                except (ValueError, KeyError, TypeError) as e:
+                    answer = {"ok": False, "error": str(e)}
+                writer.write((json.dumps(answer) + "\n").encode())
+                await writer.drain()
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    def command(self, req):
+        """One control request (a dict) -> its answer (a dict); runs in the loop thread."""
+        if "fault" in req:
+            params = {k: v for k, v in req.items() if k not in ("fault", "on")}
+            self._apply_fault(req["fault"], bool(req.get("on", True)), **params)
+            return {"ok": True}
+        if "pin" in req:
+            self._apply_pin(req["pin"], bool(req.get("on", True)))
+            return {"ok": True}
+        what = req.get("get")
+        if what == "stats":
+            return {"stats": dict(self.stats)}
+        if what == "seen":
+            return {"seen": dict(self.seen)}
+        if what == "state":
+            return {"state": self.state()}
+        raise ValueError("unknown request %r" % (req,))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m tools.sim.modem", description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--imei", default="861234567890123")
+    ap.add_argument("--iccid", default="89860012345678901234")
+    ap.add_argument("--lat", type=float, default=40.8425)
+    ap.add_argument("--lon", type=float, default=111.7490)
+    ap.add_argument("--alt", type=float, default=1065.0)
+    ap.add_argument("--noise-m", type=float, default=3.0)
+    ap.add_argument("--cold-start-s", type=float, default=60.0)
+    ap.add_argument("--fake-fix-s", type=float, default=5.0)
+    ap.add_argument("--delay-scale", type=float, default=1.0)
+    ap.add_argument("--fast", action="store_true", help="no module delays (delay scale 0)")
+    ap.add_argument("--nmeasrc-required", action="store_true", help="answer 507 until nmeasrc is set (EC2x)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--control-port", type=int, default=None)
+    args = ap.parse_args(argv)
+    sim = ModemSim(imei=args.imei, iccid=args.iccid, position=(args.lat, args.lon, args.alt), noise_m=args.noise_m,
+                   cold_start_s=args.cold_start_s, fake_fix_s=args.fake_fix_s,
+                   delay_scale=0.0 if args.fast else args.delay_scale, seed=args.seed,
+                   nmeasrc_required=args.nmeasrc_required)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    port = sim.start(port=args.port, control_port=args.control_port)
+    if sim.control_port is not None:
+        print("CONTROL port=%d" % sim.control_port, flush=True)
+    print("READY port=%d" % port, flush=True)
+    while not stop.wait(0.5):
+        pass
+    sim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""The modem simulator's packet side: APN, PDP context and TCP sockets bridged to real host connections.
+
+Buffer access mode as on Quectel modules: data from the real peer is kept in
+the module and announced once with `+QIURC: "recv",<id>` until QIRD has
+drained it (`+QIRD: 0`); QISEND takes exactly the announced byte count after
+the `> ` prompt; a peer close gives `+QIURC: "closed",<id>` and the id stays
+taken until QICLOSE (else 563). Byte counters measure the data cost.
+"""
+
+import asyncio
+import socket
+
+MAX_SEND = 1460
+MAX_READ = 1500
+CONNECT_TIMEOUT_S = 5.0
+
+
+class SimSocket:
+    def __init__(self, sid, host, port):
+        self.id = sid
+        self.host = host
+        self.port = port
+        self.state = "opening"  # connected | closed
+        self.reader = None
+        self.writer = None
+        self.pump = None
+        self.rx = bytearray()
+        self.announced = False
+        self.dead = False  # closed silently (PDP gone, module restart): no closed URC
+        self.total_rx = 0
+        self.total_read = 0
+        self.total_tx = 0
+
+    def close_conn(self):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.pump is not None:
+            self.pump.cancel()
+            self.pump = None
+
+
+class NetMixin:
+    """QICSGP, QIACT, QIDEACT, QIOPEN, QICLOSE, QISEND, QIRD, QISTATE, QIGETERROR for ModemSim."""
+
+    last_error = 0
+
+    def _drop_sockets(self, urc):
+        for s in list(self.sockets.values()):
+            if urc and s.state == "connected":
+                self._urc('+QIURC: "closed",%d' % s.id)
+            s.dead = True
+            s.state = "closed"
+            s.close_conn()
+        if not urc:
+            self.sockets.clear()
+
+    def _peer_closed(self, s):
+        if s.state == "closed":
+            return
+        s.state = "closed"
+        s.close_conn()
+        if not s.dead:
+            self._urc('+QIURC: "closed",%d' % s.id)
+
+    async def _pump(self, s):
+        try:
+            while True:
+                data = await s.reader.read(4096)
+                if not data:
+                    break
+                s.rx += data
+                s.total_rx += len(data)
+                self.stats["tcp_bytes_down"] += len(data)
+                if not s.announced:
+                    s.announced = True
+                    self._urc('+QIURC: "recv",%d' % s.id)
+        except (ConnectionError, OSError):
+            pass
+        except asyncio.CancelledError:
+            return
+        s.pump = None
+        self._peer_closed(s)
+
+    async def _at_qicsgp(self, kind, args):
+        if kind == "query" or len(args) == 1:
+            apn, user, pwd, auth = self.apn
+            self._respond(['+QICSGP: 1,"%s","%s","%s",%d' % (apn, user, pwd, auth)])
+            return
+        if len(args) < 3:
+            self._respond(final=self._err(50))
+            return
+        self.apn = (args[2], args[3] if len(args) > 3 else "", args[4] if len(args) > 4 else "",
+                    int(args[5]) if len(args) > 5 else 0)
+        self._respond()
+
+    async def _at_qiact(self, kind, args):
+        if kind == "query":
+            lines = ['+QIACT: 1,1,1,"%s"' % self.ip] if self.pdp == "active" else []
+            self._respond(lines)
+            return
+        gen = self._gen
+        await self._sleep(self._d("qiact"))
+        if gen != self._gen:
+            return  # restarted meanwhile: the answer is lost
+        if self.cfun != 1 or self._reg_stat() not in (1, 5) or self.pdp == "active":
+            self._respond(final="ERROR")
+        elif self.pdp == "broken":
+            self._respond(final=self._err(572))  # the old context must be deactivated first
+        else:
+            self.pdp = "active"
+            self.ip = "10.%d.%d.%d" % (self.rng.randint(0, 255), self.rng.randint(0, 255), self.rng.randint(1, 254))
+            self._respond()
+
+    async def _at_qideact(self, kind, args):
+        gen = self._gen
+        await self._sleep(self._d("qideact"))
+        if gen != self._gen:
+            return
+        self._drop_sockets(urc=False)
+        self.pdp = "inactive"
+        self.ip = None
+        self._respond()
+
+    async def _at_qiopen(self, kind, args):
+        if len(args) < 5:
+            self._respond(final=self._err(50))
+            return
+        sid, proto, host, port = int(args[1]), args[2].upper(), args[3], int(args[4])
+        if not 0 <= sid <= 11 or proto != "TCP":
+            self._respond(final=self._err(50))
+            return
+        self._respond()
+        if sid in self.sockets:
+            self._urc("+QIOPEN: %d,563" % sid)
+            return
+        s = SimSocket(sid, host, port)
+        self.sockets[sid] = s
+        asyncio.ensure_future(self._connect(s, self._gen))
+
+    async def _connect(self, s, gen):
+        await self._sleep(self._d("qiopen"))
+        err = 0
+        if self.pdp != "active":
+            err = 570 if self.pdp == "broken" else 571
+        elif "stack_degraded" in self.faults:
+            err = 566
+        else:
+            try:
+                s.reader, s.writer = await asyncio.wait_for(asyncio.open_connection(s.host, s.port),
+                                                            CONNECT_TIMEOUT_S)
+                sock = s.writer.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except (OSError, asyncio.TimeoutError):
+                err = 566
+        if gen != self._gen or self.sockets.get(s.id) is not s or s.dead:
+            s.close_conn()  # restarted or closed meanwhile
+            return
+        if err:
+            s.state = "closed"
+            self.last_error = err
+            self.stats["qiopen_fail"] += 1
+            self._urc("+QIOPEN: %d,%d" % (s.id, err))
+            return
+        s.state = "connected"
+        self.stats["qiopen_ok"] += 1
+        self._urc("+QIOPEN: %d,0" % s.id)
+        s.pump = asyncio.ensure_future(self._pump(s))
+
+    async def _at_qiclose(self, kind, args):
+        s = self.sockets.pop(int(args[0]), None) if args else None
+        if s is not None:
+            s.dead = True
+            s.close_conn()
+            await self._sleep(self._d("qiclose"))
+        self._respond()
+
+    async def _at_qisend(self, kind, args):
+        if not args:
+            self._respond(final="ERROR")
+            return
+        s = self.sockets.get(int(args[0]))
+        if len(args) > 1 and int(args[1]) == 0:
+            if s is None:
+                self._respond(final="ERROR")
+            else:
+                self._respond(["+QISEND: %d,%d,0" % (s.total_tx, s.total_tx)])
+            return
+        n = int(args[1]) if len(args) > 1 else -1
+        if s is None or s.state != "connected" or not 0 < n <= MAX_SEND:
+            self._respond(final="ERROR")
+            return
+        self._data_need = (s.id, n)
+        self._out(b"\r\n> ")
+
+    def _send_done(self, sid, payload):
+        s = self.sockets.get(sid)
+        left = self.faults.get("send_fail")
+        if s is None or s.state != "connected" or s.writer is None:
+            self._respond(final="SEND FAIL" if s is not None else "ERROR")
+            return
+        if left:
+            self.stats["send_fail"] += 1
+            if left <= 1:
+                self.faults.pop("send_fail")
+            else:
+                self.faults["send_fail"] = left - 1
+            self._respond(final="SEND FAIL")
+            return
+        s.writer.write(payload)
+        s.total_tx += len(payload)
+        self.stats["tcp_bytes_up"] += len(payload)
+        self._respond(final="SEND OK")
+
+    async def _at_qird(self, kind, args):
+        s = self.sockets.get(int(args[0])) if args else None
+        if s is None:
+            self._respond(final="ERROR")
+            return
+        n = int(args[1]) if len(args) > 1 else MAX_READ
+        if n == 0:
+            self._respond(["+QIRD: %d,%d,%d" % (s.total_rx, s.total_read, len(s.rx))])
+            return
+        n = min(n, MAX_READ)
+        data = bytes(s.rx[:n])
+        del s.rx[:n]
+        s.total_read += len(data)
+        if not data:
+            s.announced = False  # drained: the next data is announced again
+            self._respond(["+QIRD: 0"])
+            return
+        self._respond(["+QIRD: %d" % len(data)], raw=data)
+
+    async def _at_qistate(self, kind, args):
+        if kind == "set" and len(args) >= 2 and args[0] == "1":
+            socks = [self.sockets[int(args[1])]] if int(args[1]) in self.sockets else []
+        else:
+            socks = list(self.sockets.values())
+        codes = {"opening": 1, "connected": 2, "closed": 4}
+        self._respond(['+QISTATE: %d,"TCP","%s",%d,0,%d,1,%d,0,"uart1"' % (s.id, s.host, s.port, codes[s.state],
+                                                                             s.id) for s in socks])
+
+    async def _at_qigeterror(self, kind, args):
+        texts = {0: "operation successful", 566: "socket connect failed", 570: "PDP context broken",
+                 571: "PDP context not activated"}
+        self._respond(["+QIGETERROR: %d,%s" % (self.last_error, texts.get(self.last_error, "unknown error"))])
