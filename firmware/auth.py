@@ -64,7 +64,7 @@ def _req_id(body):
 def _peek_id(body_text):
     try:
         return _req_id(json.loads(body_text))
-    except ValueError:
+    except (ValueError, RuntimeError):  # RuntimeError: nesting too deep for the parser
         return None
 
 
@@ -77,6 +77,9 @@ class Auth:
         self.log = log
         self.refused = 0
         self._nonces = {}  # nonce -> ts of the command that used it
+        # Commands no newer than the newest nonce ever evicted are refused as replays: an evicted nonce
+        # could otherwise be used again. The floor is kept on flash with the nonces (as nonce "").
+        self._floor = 0
         self._load()
 
     def _load(self):
@@ -85,7 +88,12 @@ class Auth:
         try:
             with open(self.path) as f:
                 for nonce, ts in json.load(f):
-                    self._nonces[nonce] = ts
+                    if not isinstance(ts, int):
+                        raise TypeError("nonce time")
+                    if nonce == "":
+                        self._floor = ts
+                    else:
+                        self._nonces[nonce] = ts
         except (OSError, ValueError, TypeError) as e:
             if self.log and not isinstance(e, OSError):
                 self.log.warning("nonce store unreadable, starting empty: %s", e)
@@ -95,7 +103,7 @@ class Auth:
             return
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump([[n, t] for n, t in self._nonces.items()], f)
+            json.dump([["", self._floor]] + [[n, t] for n, t in self._nonces.items()], f)
         os.rename(tmp, self.path)
 
     def check(self, payload, now, trusted):
@@ -116,15 +124,16 @@ class Auth:
             if not isinstance(body_text, str) or not isinstance(mac, str) or len(mac) != 64:
                 raise ValueError("envelope fields")
             mac = unhexlify(mac)
-        except (ValueError, KeyError, TypeError, UnicodeError):
+            signed = canonical(self.tid, body_text)  # may fail to encode (lone surrogates): malformed
+        except (ValueError, KeyError, TypeError, UnicodeError, RuntimeError):
             raise Refused("malformed")
-        if self.key is None or not equal(hmac_sha256(self.key, canonical(self.tid, body_text)), mac):
+        if self.key is None or not equal(hmac_sha256(self.key, signed), mac):
             # not authentic (or no key configured): the id is echoed only so the server can match the answer
             raise Refused("bad_mac", _peek_id(body_text))
         # authentic from here on; still refuse malformed, old or replayed bodies
         try:
             body = json.loads(body_text)
-        except ValueError:
+        except (ValueError, RuntimeError):
             raise Refused("malformed")
         rid = _req_id(body)
         if not isinstance(body, dict) or rid is None:
@@ -136,12 +145,12 @@ class Auth:
         if not trusted or abs(ts - now) > self.max_skew_s:
             raise Refused("stale", rid)
         self._prune(now)
-        if nonce in self._nonces:
+        if nonce in self._nonces or ts <= self._floor:
             raise Refused("replay", rid)
         self._nonces[nonce] = ts
         while len(self._nonces) > _MAX_NONCES:
             oldest = min(self._nonces, key=self._nonces.get)
-            del self._nonces[oldest]
+            self._floor = max(self._floor, self._nonces.pop(oldest))
         self._save()
         body["args"] = args
         return body

@@ -53,7 +53,17 @@ _NUM = (int, float)
 
 
 def _pos(v):
-    return v > 0
+    return 0 < v < float("inf")  # also refuses NaN; inf would be saved as a value JSON cannot read back
+
+
+def _digits(v):
+    """Only ASCII 0-9 (str.isdigit also takes other scripts' digits)."""
+    if not v:
+        return False
+    for ch in v:
+        if not "0" <= ch <= "9":
+            return False
+    return True
 
 
 def _ident(v):
@@ -67,7 +77,7 @@ def _ident(v):
 
 def _endpoint(v):
     host, sep, port = v.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    return bool(sep and host and _digits(port) and 0 < int(port) < 65536)
 
 
 def _hexkey(v):
@@ -83,7 +93,7 @@ def _hexkey(v):
 
 def _meters(v):
     for a in v:
-        if not isinstance(a, str) or len(a) != 12 or not a.isdigit():
+        if not isinstance(a, str) or len(a) != 12 or not _digits(a):
             return False
     return True
 
@@ -200,7 +210,7 @@ def load(path, log=None):
             if log and candidate == path:
                 log.warning("no config at %s", path)
             continue
-        except (ValueError, ConfigError) as e:  # json raises ValueError on bad syntax
+        except (ValueError, ConfigError, RuntimeError, MemoryError) as e:  # bad syntax, too deep, too big
             if log:
                 log.error("config %s refused: %s", candidate, e)
             continue

@@ -21,6 +21,7 @@ IMEI = "861234567890123"
 KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 HOME = (40.8425, 111.7490, 1065.0)
 PREFIX = "bdmeter/%s/" % IMEI
+SECRET_PASS = "s3cret-Pa55-w0rd"
 
 
 def distance_m(lat1, lon1, lat2, lon2):
@@ -31,7 +32,8 @@ def distance_m(lat1, lon1, lat2, lon2):
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory):
-    r = TerminalRig(tmp_path_factory.mktemp("terminal"), imei=IMEI, address=ADDR, home=HOME, key=KEY)
+    r = TerminalRig(tmp_path_factory.mktemp("terminal"), imei=IMEI, address=ADDR, home=HOME, key=KEY,
+                    cfg={"broker_user": "bdmeter", "broker_pass": SECRET_PASS})
     yield r
     r.close()
 
@@ -111,8 +113,26 @@ def test_forged_stale_replayed_commands_refused_and_not_executed(rig):
     assert rig.answer(rid)["error"] == "forbidden_key"
     rid, _ = rig.command("config.get", {"keys": ["relocation_m"]})
     assert rig.answer(rid)["result"]["config"] == {"relocation_m": 250}
+    rid, _ = rig.command("selfdestruct")
+    assert rig.answer(rid)["error"] == "unknown_op"
+    rid, _ = rig.command("config.get", {"keys": ["cmd_key"]})
+    assert rig.answer(rid)["error"] == "forbidden_key"
+    n = len(rig.of("resp"))
+    rig.command("query", {"what": ["address"], "pad": "x" * 1200})  # refused unread: its answer has id null
+    rig.wait("too_large", lambda: [r for r in rig.of("resp")[n:] if r.get("error") == "too_large"])
     rid, _ = rig.command("status")
-    assert rig.answer(rid)["result"]["err"]["cmd_refused"] >= 5
+    assert rig.answer(rid)["result"]["err"]["cmd_refused"] >= 8
+
+
+def test_no_secret_in_logs_or_payloads(rig):
+    rid, _ = rig.command("config.get", {"keys": []})
+    shown = rig.answer(rid)["result"]["config"]
+    assert "cmd_key" not in shown and "broker_pass" not in shown and shown["poll_s"] == 2
+    with rig.lock:
+        everything = json.dumps([m[2] if isinstance(m[2], dict) else repr(m[2]) for m in rig.msgs])
+    for secret in (KEY, SECRET_PASS):
+        assert secret not in everything
+        assert secret not in rig.fw.output()
 
 
 def _contiguous(seqs):

@@ -68,3 +68,17 @@ def test_nonces_survive_reboot():
     again = Auth(TID, KEY, state_path=d + "/nonces.json")
     assert _refused(again, _env(BODY)).code == "replay"
     rmtree(d)
+
+
+def test_evicted_nonce_cannot_be_replayed():
+    # regression (found by fuzzing): with the nonce store full, an old-stamped command evicted itself
+    a = Auth(TID, KEY)
+    for i in range(256):
+        body = '{"id":"n%d","op":"status","args":{},"ts":%d,"nonce":"nonce-%06d"}' % (i, NOW + 1, i)
+        a.check(_env(body), NOW, True)
+    old = '{"id":"old","op":"status","args":{},"ts":%d,"nonce":"old-nonce-1"}' % (NOW - 10)
+    try:
+        a.check(_env(old), NOW, True)  # accepted once, or already below the replay floor
+    except Refused as e:
+        assert e.code == "replay"
+    assert _refused(a, _env(old)).code == "replay"

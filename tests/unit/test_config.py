@@ -44,3 +44,10 @@ def test_redacted_hides_secrets():
     assert "cmd_key" not in shown and "broker_pass" not in shown and "apn_pass" not in shown
     assert "poll_s" in shown
     assert "pw" not in json.dumps(shown)
+
+
+def test_non_finite_and_foreign_digits_refused():
+    # regressions (found by fuzzing): inf was accepted and then saved as JSON nobody can read back
+    for k, v in (("relocation_m", float("inf")), ("hdop_max", float("inf")), ("hdop_max", float("nan")),
+                 ("modem_uart", "host:\u00b2"), ("meters", ["\uff11" * 12])):
+        raises(config.ConfigError, config.validate, {k: v})
