@@ -39,6 +39,29 @@ def code_size():
     return {"mpy_bytes_ours": ours, "mpy_bytes_with_packages": total}
 
 
+_IMPORTS = """
+import gc, sys
+sys.path.append("lib")
+gc.collect()
+base = gc.mem_alloc()
+from firmware import app
+gc.collect()
+print(gc.mem_alloc() - base)
+"""
+
+
+def code_heap():
+    """Heap taken by the imported bytecode alone: on the unix port .mpy code lives in the GC heap (a board with
+    the modules frozen by manifest.py keeps it in flash instead)."""
+    import subprocess
+    import sys
+
+    mp = str(Path(sys.executable).parent / "micropython")
+    out = subprocess.run([mp, "-c", _IMPORTS], cwd=ROOT / "build" / "mpy", capture_output=True, text=True,
+                         timeout=60).stdout.split()
+    return {"heap_bytes_code_after_imports": int(out[-1]) if out else None}
+
+
 def wire_and_heap(workdir):
     """Run a while with short intervals; derive bytes per message from the modem's TCP counters; scale to a day."""
     rig = TerminalRig(workdir, delay_scale=0.0, cfg={"poll_s": 2, "heartbeat_s": 3, "gnss_s": 2})
@@ -139,10 +162,18 @@ def smallest_heap(workdir):
     return {"smallest_heap_kb_soak_passes": hi, "heap_tried_kb": {str(k): v for k, v in sorted(tried.items())}}
 
 
+def _working_set(out):
+    code = out.get("heap_bytes_code_after_imports")
+    if code and out.get("smallest_heap_kb_soak_passes"):
+        out["heap_kb_working_set_beyond_code"] = round(out["smallest_heap_kb_soak_passes"] - code / 1024, 1)
+    return out
+
+
 def run():
     out = code_size()
+    out.update(code_heap())
     with tempfile.TemporaryDirectory(prefix="bdmeter-bench-") as d:
         out.update(wire_and_heap(Path(d) / "wire"))
         out.update(latency_and_cpu(Path(d) / "latency"))
         out.update(smallest_heap(d))
-    return out
+    return _working_set(out)
