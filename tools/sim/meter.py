@@ -28,6 +28,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tools.sim.peer import SimPeer
+
 FAULTS = ("silence", "bad_cs", "noise", "abnormal", "split", "followup", "drop_client", "echo")
 BROADCAST = "999999999999"
 BITS_PER_BYTE = 11  # 8E1: start + 8 data + parity + stop
@@ -267,8 +269,10 @@ class Meter:
 
 
 # -- the bus ------------------------------------------------------------------------
-class MeterBus:
+class MeterBus(SimPeer):
     """Several meters on one simulated RS-485 bus, reached through one TCP port on 127.0.0.1."""
+
+    thread_name = "meter bus"
 
     def __init__(self, specs, baud=2400, seed=1, latency_ms=(20, 80), speedup=1.0, utc_offset_s=8 * 3600,
                  abnormal_err=ERR_OTHER, host="127.0.0.1"):
@@ -313,58 +317,6 @@ class MeterBus:
 
     def byte_time(self):
         return BITS_PER_BYTE / self.baud
-
-    def start(self, port=None, control_port=None):
-        """Listen on 127.0.0.1:port (0/None: any free port) in a background thread; return the port."""
-        ready = threading.Event()
-        errors = []
-
-        def run():
-            self._loop = asyncio.new_event_loop()
-            try:
-                self._loop.run_until_complete(self._open(port or 0, control_port))
-            except OSError as e:
-                errors.append(e)
-                ready.set()
-                return
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._close())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="meterbus", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise TimeoutError("meter bus did not start")
-        if errors:
-            raise errors[0]
-        return self.port
-
-    def stop(self):
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        self._thread = None
-
-    # -- asyncio side --------------------------------------------------------------
-    async def _open(self, port, control_port):
-        srv = await asyncio.start_server(self._client, self.host, port)
-        self._servers.append(srv)
-        self.port = srv.sockets[0].getsockname()[1]
-        if control_port is not None:
-            csrv = await asyncio.start_server(self._control, self.host, control_port)
-            self._servers.append(csrv)
-            self.control_port = csrv.sockets[0].getsockname()[1]
-
-    async def _close(self):
-        for s in self._servers:
-            s.close()
-        if self._writer is not None:
-            self._writer.close()
-        tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _take_faults(self, meter):
         """The faults that apply to this request to `meter`, counting down those set for a number of times."""

@@ -29,6 +29,7 @@ import threading
 
 from tools.sim.modem_gnss import GnssScenario
 from tools.sim.modem_net import NetMixin
+from tools.sim.peer import SimPeer
 
 FAULTS = ("peer_close", "pdpdeact", "send_fail", "hang", "reboot", "garbage", "urc_mid_response", "antenna",
           "stack_degraded")
@@ -64,8 +65,10 @@ def split_args(text):
     return out
 
 
-class ModemSim(NetMixin):
+class ModemSim(SimPeer, NetMixin):
     """The simulated module; start() serves it on 127.0.0.1 from a background thread."""
+
+    thread_name = "modem simulator"
 
     def __init__(self, imei="861234567890123", iccid="89860012345678901234", position=(40.8425, 111.7490, 1065.0),
                  noise_m=3.0, cold_start_s=2.0, fake_fix_s=1.0, delay_scale=1.0, seed=1, host="127.0.0.1", csq=21,
@@ -288,58 +291,8 @@ class ModemSim(NetMixin):
                                    "faults": sorted(self.faults), "sockets": {
                                        str(s.id): s.state for s in self.sockets.values()}})
 
-    def start(self, port=None, control_port=None):
-        """Listen on 127.0.0.1:port (0/None: any free port) in a background thread; return the port."""
-        ready = threading.Event()
-        errors = []
-
-        def run():
-            self._loop = asyncio.new_event_loop()
-            try:
-                self._loop.run_until_complete(self._open(port or 0, control_port))
-            except OSError as e:
-                errors.append(e)
-                ready.set()
-                return
-            ready.set()
-            self._loop.run_forever()
-            self._loop.run_until_complete(self._close())
-            self._loop.close()
-
-        self._thread = threading.Thread(target=run, name="modemsim", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise TimeoutError("modem simulator did not start")
-        if errors:
-            raise errors[0]
-        return self.port
-
-    def stop(self):
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-        self._thread = None
-
-    # -- asyncio side ---------------------------------------------------------------------------
-    async def _open(self, port, control_port):
-        srv = await asyncio.start_server(self._client, self.host, port)
-        self._servers.append(srv)
-        self.port = srv.sockets[0].getsockname()[1]
-        if control_port is not None:
-            csrv = await asyncio.start_server(self._control, self.host, control_port)
-            self._servers.append(csrv)
-            self.control_port = csrv.sockets[0].getsockname()[1]
-
-    async def _close(self):
-        for s in self._servers:
-            s.close()
+    def _close_extra(self):
         self._drop_sockets(urc=False)
-        if self._writer is not None:
-            self._writer.close()
-        tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _client(self, reader, writer):
         _nodelay(writer)
