@@ -47,7 +47,7 @@ class Terminal:
         self.board = boardmod.profile(cfg["board"])
         makedirs(cfg["state_dir"])
         self.clock = Clock()
-        self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log)
+        self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps)
         self.tid = cfg["terminal_id"]
         self.meters = list(cfg["meters"])
         self.csq = None

@@ -1,8 +1,19 @@
 """Meter polling: energy registers and the configured instantaneous values, into the outbox."""
 
 import dlt645
+from dlt645_values import bcd_to_int
 
 from firmware import payloads
+
+
+def _register(raw, signed):
+    """An energy register's 4 BCD bytes (XXXXXX.XX kWh) as an exact Centi; Corrupt if not BCD."""
+    if len(raw) != 4:
+        raise dlt645.Corrupt("energy register of %d bytes" % len(raw))
+    try:
+        return payloads.Centi(bcd_to_int(raw, signed))
+    except ValueError as e:
+        raise dlt645.Corrupt(str(e))
 
 _OFFLINE_AFTER = 3  # consecutive failed polls before a meter is reported offline
 
@@ -40,15 +51,17 @@ class Metering:
             dis = payloads.ENERGY_DIS
             try:
                 # one frame for the total and its tariffs: a consistent snapshot (separate reads straddle growth)
-                block = await t.master.read(addr, payloads.FWD_BLOCK_DI)
-                for key, v in zip(("fwd", "t1", "t2", "t3", "t4"), block):
-                    kwh[key] = v
-                dis = dis[5:]
+                raw = await t.master.read_raw(addr, payloads.FWD_BLOCK_DI)
+                for i, key in enumerate(("fwd", "t1", "t2", "t3", "t4")):
+                    if 4 * i + 4 <= len(raw):
+                        kwh[key] = _register(raw[4 * i:4 * i + 4], False)
             except dlt645.MeterError:
                 pass  # no block reads on this meter: register by register
+            if "fwd" in kwh:
+                dis = dis[5:]
             for di, key in dis:
                 try:
-                    kwh[key] = await t.master.read(addr, di)
+                    kwh[key] = _register(await t.master.read_raw(addr, di), di == payloads.COMBINED_DI)
                 except dlt645.MeterError:
                     if key == "fwd":
                         raise

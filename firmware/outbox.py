@@ -21,8 +21,9 @@ _TMP = ".tmp"
 
 
 class Outbox:
-    def __init__(self, root, capacity=1000, log=None):
+    def __init__(self, root, capacity=1000, log=None, encode=None):
         self.dir = root + "/outbox"
+        self.encode = encode or _compact
         self.capacity = capacity
         self.log = log
         self.dropped = 0  # records dropped because the ring was full
@@ -64,7 +65,7 @@ class Outbox:
         """Store a record of `kind` ('energy', 'event', 'register'); its `seq` is set in body. Returns seq."""
         seq = self.next_seq
         body["seq"] = seq
-        text = kind + " " + json.dumps(body, separators=(",", ":"))
+        text = kind + " " + self.encode(body)
         tmp = self._path(seq) + _TMP
         with open(tmp, "w") as f:
             f.write("%08x %s" % (crc32(text.encode()) & 0xFFFFFFFF, text))
@@ -123,6 +124,10 @@ class Outbox:
         except OSError:
             pass
         self._seqs.remove(seq)
+
+
+def _compact(body):
+    return json.dumps(body, separators=(",", ":"))
 
 
 def makedirs(path):

@@ -17,6 +17,7 @@ ENERGY_DIS = (
     (0x00020000, "rev"),
     (0x00000000, "comb"),
 )
+COMBINED_DI = 0x00000000  # signed: the top bit of the top byte
 FWD_BLOCK_DI = 0x0001FF00  # forward active total then tariffs 1..4, in one reply
 # instantaneous item -> DIs read for it (per phase where the meter has phases)
 INST_DIS = {
@@ -32,8 +33,38 @@ def topic(prefix, tid, leaf):
     return "%s/%s/%s" % (prefix, tid, leaf)
 
 
+class Centi:
+    """An exact decimal with two places (a kWh register), kept as an integer number of hundredths.
+
+    Boards run MicroPython with 32-bit floats: 123456.78 kWh as a float would reach
+    the server as 123456.8. Registers stay integers from the meter's BCD to the JSON text.
+    """
+
+    __slots__ = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __eq__(self, other):
+        return isinstance(other, Centi) and other.n == self.n
+
+    def __float__(self):
+        return self.n / 100
+
+    def text(self):
+        n = self.n
+        return "%s%d.%02d" % ("-" if n < 0 else "", abs(n) // 100, abs(n) % 100)
+
+
 def dumps(obj):
-    return json.dumps(obj, separators=(",", ":"))
+    """Compact JSON, with Centi values written exactly."""
+    if isinstance(obj, dict):
+        return "{" + ",".join(json.dumps(str(k)) + ":" + dumps(v) for k, v in obj.items()) + "}"
+    if isinstance(obj, (list, tuple)):
+        return "[" + ",".join(dumps(v) for v in obj) + "]"
+    if isinstance(obj, Centi):
+        return obj.text()
+    return json.dumps(obj)
 
 
 def status_online(ts, tsrc):

@@ -57,7 +57,7 @@ class TerminalRig:
         config.update(cfg or {})
         self.cfg_path.write_text(json.dumps(config))
         self.msgs = []  # (monotonic time, topic leaf, payload dict or bytes, retain)
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()  # notified on every message, so waits wake at once
         # A persistent session: across a broker restart the checker misses nothing the broker accepted.
         self.obs = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="checker-" + imei, clean_session=False)
         self.obs.on_message = self._on_message
@@ -77,6 +77,7 @@ class TerminalRig:
             body = m.payload
         with self.lock:
             self.msgs.append((time.monotonic(), m.topic.rpartition("/")[2], body, m.retain))
+            self.lock.notify_all()
 
     # -- firmware ----------------------------------------------------------------
     def start_firmware(self):
@@ -111,7 +112,8 @@ class TerminalRig:
             if not allow_exit and self.fw is not None and self.fw.p.poll() is not None:
                 raise AssertionError("firmware exited (%s) while waiting for %s:\n%s"
                                      % (self.fw.p.returncode, what, self.fw.output()[-4000:]))
-            time.sleep(0.1)
+            with self.lock:
+                self.lock.wait(0.1)
         raise AssertionError("timed out after %.0f s waiting for %s; firmware log:\n%s"
                              % (timeout, what, self.fw.output()[-4000:] if self.fw else ""))
 

@@ -28,3 +28,15 @@ def test_energy_and_resp_shapes():
     bad = json.loads(payloads.resp(None, 5, "net", error="bad_mac"))
     assert bad["ok"] is False and bad["id"] is None and bad["error"] == "bad_mac"
     assert " " not in payloads.dumps({"a": [1, 2]})
+
+
+def test_energy_registers_are_exact_decimals():
+    # regression: with 32-bit floats (boards) 123456.78 kWh would be sent as 123456.8
+    c = payloads.Centi(12345678)
+    text = payloads.dumps({"kwh": {"fwd": c, "comb": payloads.Centi(-5), "rev": payloads.Centi(0)}})
+    for part in ('"fwd":123456.78', '"comb":-0.05', '"rev":0.00'):  # dict order differs between runtimes
+        assert part in text, text
+    assert payloads.dumps([payloads.Centi(99999999)]) == "[999999.99]"
+    assert float(c) == 123456.78
+    obj = {"s": 'a"b', "n": None, "t": True, "f": 1.5, "l": [1, "x"]}
+    assert json.loads(payloads.dumps(obj)) == obj
