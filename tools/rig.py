@@ -8,6 +8,7 @@ terminal the same way.
 import hashlib
 import hmac
 import json
+import socket
 import sys
 import threading
 import time
@@ -20,6 +21,13 @@ from tools.sim.meter import MeterBus, MeterSpec
 from tools.sim.modem import ModemSim
 
 RECORDS = ("energy", "event", "register")
+
+
+def _nodelay(client):
+    """The checker's own socket sends at once too, so latency figures measure the terminal, not Nagle."""
+    sock = client.socket()
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def sign(key_hex, tid, body):
@@ -61,9 +69,10 @@ class TerminalRig:
         # A persistent session: across a broker restart the checker misses nothing the broker accepted.
         self.obs = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="checker-" + imei, clean_session=False)
         self.obs.on_message = self._on_message
-        self.obs.on_connect = lambda c, ud, flags, rc, props: c.subscribe(self.prefix + "#", qos=1)
+        self.obs.on_connect = lambda c, ud, flags, rc, props: (_nodelay(c), c.subscribe(self.prefix + "#", qos=1))
         self.obs.reconnect_delay_set(0.2, 2)
         self.obs.connect(LOOPBACK, self.broker.port)
+        _nodelay(self.obs)
         self.obs.loop_start()
         self.fw = None
         self.starts = 0
