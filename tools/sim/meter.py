@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import calendar
 import datetime
-import json
 import math
 import random
 import signal
@@ -522,23 +521,6 @@ class MeterBus(SimPeer):
         self._bus_free = t
 
     # -- control port -------------------------------------------------------------------
-    async def _control(self, reader, writer):
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
-                try:
-                    answer = self.command(json.loads(line))
-                except (ValueError, KeyError, TypeError) as e:
-                    answer = {"ok": False, "error": str(e)}
-                writer.write((json.dumps(answer) + "\n").encode())
-                await writer.drain()
-        except (ConnectionError, OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
     def command(self, req):
         """One control request (a dict) -> its answer (a dict)."""
         if "fault" in req:

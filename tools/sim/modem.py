@@ -20,7 +20,6 @@ the fault's parameters), `{"pin": "reset", "on": true}`, `{"get": "stats"}`,
 import argparse
 import asyncio
 import datetime
-import json
 import random
 import signal
 import socket
@@ -551,23 +550,6 @@ class ModemSim(SimPeer, NetMixin):
             self._respond([line])
 
     # -- control port -----------------------------------------------------------------------------
-    async def _control(self, reader, writer):
-        try:
-            while True:
-                line = await reader.readline()
-                if not line:
-                    break
-                try:
-                    answer = self.command(json.loads(line))
-                except (ValueError, KeyError, TypeError) as e:
-                    answer = {"ok": False, "error": str(e)}
-                writer.write((json.dumps(answer) + "\n").encode())
-                await writer.drain()
-        except (ConnectionError, OSError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
     def command(self, req):
         """One control request (a dict) -> its answer (a dict); runs in the loop thread."""
         if "fault" in req:

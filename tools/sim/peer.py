@@ -5,11 +5,12 @@ thread-safe methods, the CLI through the control port.
 """
 
 import asyncio
+import json
 import threading
 
 
 class SimPeer:
-    """Subclasses set `host` and `_servers = []`, and provide `_client`, `_control` and `_close_extra`."""
+    """Subclasses set `host` and `_servers = []`, and provide `_client`, `command(req)` and `_close_extra`."""
 
     thread_name = "sim"
     port = None
@@ -58,6 +59,24 @@ class SimPeer:
             csrv = await asyncio.start_server(self._control, self.host, control_port)
             self._servers.append(csrv)
             self.control_port = csrv.sockets[0].getsockname()[1]
+
+    async def _control(self, reader, writer):
+        """JSON lines in, JSON lines out: each request goes to the subclass's command(req) -> dict."""
+        try:
+            while True:
+                line = await reader.readline()
+                if not line:
+                    break
+                try:
+                    answer = self.command(json.loads(line))
+                except (ValueError, KeyError, TypeError) as e:
+                    answer = {"ok": False, "error": str(e)}
+                writer.write((json.dumps(answer) + "\n").encode())
+                await writer.drain()
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
 
     def _close_extra(self):
         pass
