@@ -3,6 +3,7 @@
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 
@@ -89,7 +90,12 @@ class Headend:
             self._writer = None
 
     def run(self):
-        """Run until Ctrl-C."""
+        """Run until Ctrl-C (SIGINT) or SIGTERM."""
+        if threading.current_thread() is threading.main_thread():
+            # A process started in the background by a non-interactive shell inherits SIGINT ignored, and
+            # Python then installs no KeyboardInterrupt handler: install it, and treat SIGTERM the same way.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
         self.start()
         log.info("head-end: subscribed to %s on %s:%d, database %s", self.topic, self.host, self.port,
                  self.store.path)
