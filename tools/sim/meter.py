@@ -21,7 +21,6 @@ import calendar
 import datetime
 import math
 import random
-import signal
 import sys
 import threading
 import time
@@ -562,17 +561,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     specs = [MeterSpec(address=a, max_frame_data=args.max_frame_data) for a in (args.meter or ["000072007201"])]
     bus = MeterBus(specs, baud=args.baud, seed=args.seed, latency_ms=args.latency_ms, speedup=args.speedup)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    port = bus.start(port=args.port, control_port=args.control_port)
-    if bus.control_port is not None:
-        print("CONTROL port=%d" % bus.control_port, flush=True)
-    print("READY port=%d" % port, flush=True)
-    while not stop.wait(0.5):
-        pass
-    bus.stop()
-    return 0
+    return bus.serve(args.port, args.control_port)
 
 
 if __name__ == "__main__":

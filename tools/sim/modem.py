@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import datetime
 import random
-import signal
 import socket
 import sys
 import threading
@@ -590,17 +589,7 @@ def main(argv=None):
                    cold_start_s=args.cold_start_s, fake_fix_s=args.fake_fix_s,
                    delay_scale=0.0 if args.fast else args.delay_scale, seed=args.seed,
                    nmeasrc_required=args.nmeasrc_required)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    port = sim.start(port=args.port, control_port=args.control_port)
-    if sim.control_port is not None:
-        print("CONTROL port=%d" % sim.control_port, flush=True)
-    print("READY port=%d" % port, flush=True)
-    while not stop.wait(0.5):
-        pass
-    sim.stop()
-    return 0
+    return sim.serve(args.port, args.control_port)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ thread-safe methods, the CLI through the control port.
 
 import asyncio
 import json
+import signal
 import threading
 
 
@@ -44,6 +45,20 @@ class SimPeer:
         if errors:
             raise errors[0]
         return self.port
+
+    def serve(self, port=None, control_port=None):
+        """CLI mode: start, announce the ports on stdout, run until SIGINT or SIGTERM; returns the exit status."""
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        port = self.start(port=port, control_port=control_port)
+        if self.control_port is not None:
+            print("CONTROL port=%d" % self.control_port, flush=True)
+        print("READY port=%d" % port, flush=True)
+        while not stop.wait(0.5):
+            pass
+        self.stop()
+        return 0
 
     def stop(self):
         if self._loop is not None and self._thread is not None and self._thread.is_alive():
