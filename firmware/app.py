@@ -17,6 +17,7 @@ from firmware.commands import Commands
 from firmware.locating import Locating
 from firmware.metering import Metering
 from firmware.outbox import Outbox, makedirs
+from firmware.supervision import guarded, note_reset, reason, take_reset_note
 from firmware.uplink import Uplink
 
 _BOARD_CONFIG = "config.json"
@@ -26,6 +27,8 @@ _MIN_LADDER_RESET_S = 1800
 _FULL_EVERY = 12  # a full heartbeat at least hourly at the default 5-minute interval
 # how long each task may go without checking in before the supervisor stops feeding the watchdog
 _ALLOW_S = {"meter": 180, "gnss": 400, "uplink": 900, "cmd": 300, "heartbeat": 300}
+_CRASH_PAUSE_S = 5  # after an unexpected exception, before the reset: a crash that repeats must not spin
+_RESET_NOTE = "/reset_why"  # in state_dir: why the terminal last reset itself
 
 
 class Reset(Exception):
@@ -46,6 +49,7 @@ class Terminal:
         self.reset_cause = reset_cause
         self.board = boardmod.profile(cfg["board"])
         makedirs(cfg["state_dir"])
+        self.reset_why = take_reset_note(cfg["state_dir"] + _RESET_NOTE)
         self.clock = Clock()
         self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps)
         self.tid = cfg["terminal_id"]
@@ -179,8 +183,16 @@ class Terminal:
             self.log.warning("modem ladder asks for an MCU reset; too soon after boot, backing off instead")
 
     def request_reset(self, why):
-        self.log.warning("reset requested: %s", why)
-        self._reset_why = why
+        self._reset_why = why  # first: logging may itself fail when the heap is exhausted
+        try:
+            self.log.warning("reset requested: %s", why)
+        except MemoryError:
+            pass
+
+    def _task_ended(self, name, exc):
+        # A task loops forever, so its end is a crash (a MemoryError in a fragmented heap, a bug): reset now
+        # rather than when its watchdog allowance runs out, and let the reboot event say why.
+        self.request_reset("task %s died: %s" % (name, reason(exc)))
 
     # -- heartbeat -----------------------------------------------------------
     def error_counters(self):
@@ -255,12 +267,15 @@ class Terminal:
 
     # -- life cycle ----------------------------------------------------------
     async def run(self):
-        self.emit_event("reboot", {"cause": self.reset_cause})
+        boot = {"cause": self.reset_cause}
+        if self.reset_why:
+            boot["why"] = self.reset_why
+        self.emit_event("reboot", boot)
         for name in _ALLOW_S:
             self.checkin(name)
-        tasks = [asyncio.create_task(coro) for coro in (
-            self.metering.run(), self.locating.run(), self.uplink.run(), self.commands.run(),
-            self._heartbeat())]
+        tasks = [asyncio.create_task(guarded(name, coro, self._task_ended)) for name, coro in (
+            ("meter", self.metering.run()), ("gnss", self.locating.run()), ("uplink", self.uplink.run()),
+            ("cmd", self.commands.run()), ("heartbeat", self._heartbeat()))]
         try:
             await self._supervise()
         finally:
@@ -292,6 +307,7 @@ def main(cfg_path=None):
     log = logmod.get("bdmeter")
     while True:
         t = None
+        why = None
         try:
             t = Terminal(cfg_path, cause)
             asyncio.run(t.run())
@@ -299,19 +315,30 @@ def main(cfg_path=None):
             log.info("stopped")
             break
         except Reset as e:
-            log.warning("resetting: %s", e)
-            if t is not None:
-                t.close()
-            try:
-                import machine
+            why = str(e)
+        except Exception as e:  # noqa: BLE001 - a crash outside the tasks (the supervisor, start-up): reset too
+            why = "crash: " + reason(e)
+            sys.print_exception(e)
+            import time
 
-                machine.reset()  # a board resets here; the unix port has no machine.reset
-            except (ImportError, AttributeError):
-                pass
-            cause = "soft"
-            asyncio.new_event_loop()
-            continue
+            time.sleep(_CRASH_PAUSE_S)
         finally:
             if t is not None:
                 t.close()
+        try:
+            log.warning("resetting: %s", why)
+        except MemoryError:
+            pass
+        if t is not None:
+            note_reset(t.cfg["state_dir"] + _RESET_NOTE, why)
+        t = None
+        gc.collect()
+        try:
+            import machine
+
+            machine.reset()  # a board resets here; the unix port has no machine.reset
+        except (ImportError, AttributeError):
+            pass
+        cause = "soft"
+        asyncio.new_event_loop()
     sys.exit(0)

@@ -160,6 +160,18 @@ def test_link_loss_delivers_every_reading_in_order(rig):
     assert _first_seen_in_order(seqs)
 
 
+def test_reboot_command_restarts_and_the_reboot_event_says_why(rig):
+    highest = max(rig.record_seqs())
+    rid, _ = rig.command("reboot")
+    assert rig.answer(rid)["result"] == {"rebooting": True}
+    rig.wait("the reboot event", lambda: [e for e in rig.of("event") if e.get("kind") == "reboot" and
+                                          e["seq"] > highest], 60)
+    boot = [e for e in rig.of("event") if e.get("kind") == "reboot" and e["seq"] > highest][0]
+    assert boot["data"] == {"cause": "soft", "why": "command"}, boot
+    rig.wait("readings again", lambda: max(rig.record_seqs()) > boot["seq"] + 1, 60)
+    assert _contiguous(rig.record_seqs())
+
+
 def test_power_cut_loses_nothing_in_the_outbox(rig):
     rig.modem.set_fault("hang", True)
     before = len(rig.bus.served)

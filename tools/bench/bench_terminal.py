@@ -46,20 +46,44 @@ gc.collect()
 base = gc.mem_alloc()
 from firmware import app
 gc.collect()
-print(gc.mem_alloc() - base)
+print(gc.mem_alloc() - base, gc.mem_alloc() + gc.mem_free())
 """
 
 
-def code_heap():
-    """Heap taken by the imported bytecode alone: on the unix port .mpy code lives in the GC heap (a board with
-    the modules frozen by manifest.py keeps it in flash instead)."""
-    import subprocess
+def _micropython():
     import sys
 
-    mp = str(Path(sys.executable).parent / "micropython")
-    out = subprocess.run([mp, "-c", _IMPORTS], cwd=ROOT / "build" / "mpy", capture_output=True, text=True,
-                         timeout=60).stdout.split()
-    return {"heap_bytes_code_after_imports": int(out[-1]) if out else None}
+    return str(Path(sys.executable).parent / "micropython")
+
+
+def _import_code(heap_kb=None):
+    """Import the firmware from .mpy (optionally in a heap of heap_kb KB): (code bytes, heap total) or None."""
+    import subprocess
+
+    argv = [_micropython()] + (["-X", "heapsize=%dK" % heap_kb] if heap_kb else []) + ["-c", _IMPORTS]
+    out = subprocess.run(argv, cwd=ROOT / "build" / "mpy", capture_output=True, text=True, timeout=60).stdout.split()
+    return (int(out[0]), int(out[1])) if len(out) == 2 else None
+
+
+def code_heap():
+    """Heap taken by the imported code alone, and the smallest heap that can load it at all.
+
+    On the unix port an imported .mpy lives in the GC heap: its bytecode, its qstrs, its constant objects, and
+    the holes the loader's short-lived buffers leave between them. A board with the modules frozen by
+    manifest.py keeps all of that in flash.
+    """
+    code, total = _import_code()
+    lo, hi = 64, 512  # KB: loading is assumed to fail at lo and checked to pass at hi
+    if not _import_code(hi):
+        return {"heap_bytes_code_after_imports": code}
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _import_code(mid):
+            hi = mid
+        else:
+            lo = mid
+    return {"heap_bytes_code_after_imports": code, "heap_kb_smallest_to_load_code": hi,
+            "heap_bytes_total_default_heap": total}
 
 
 def wire_and_heap(workdir):
@@ -140,9 +164,11 @@ def latency_and_cpu(workdir):
     }
 
 
-def smallest_heap(workdir):
-    """The smallest -X heapsize (KB) at which a short soak still passes: bisection."""
-    lo, hi = 16, 256  # KB: fails at lo is assumed, passes at hi is checked
+def smallest_heap(workdir, lo=16):
+    """The smallest -X heapsize (KB) at which a short soak still passes: bisection to 4 KB.
+
+    `lo` is a heap known to fail (below the smallest that loads the code, nothing can pass)."""
+    hi = 256  # KB: passing here is checked
     tried = {}
 
     def passes(kb):
@@ -153,7 +179,7 @@ def smallest_heap(workdir):
 
     if not passes(hi):
         return {"smallest_heap_kb_soak_passes": None, "heap_tried": tried}
-    while hi - lo > 8:
+    while hi - lo > 4:
         mid = (lo + hi) // 2
         if passes(mid):
             hi = mid
@@ -163,9 +189,15 @@ def smallest_heap(workdir):
 
 
 def _working_set(out):
-    code = out.get("heap_bytes_code_after_imports")
-    if code and out.get("smallest_heap_kb_soak_passes"):
-        out["heap_kb_working_set_beyond_code"] = round(out["smallest_heap_kb_soak_passes"] - code / 1024, 1)
+    """What running adds to loading: the soak's smallest heap beyond the smallest heap that loads the code,
+    and the live data after a collection (the full heartbeat's free heap, taken just after gc.collect)."""
+    load, soak_kb = out.get("heap_kb_smallest_to_load_code"), out.get("smallest_heap_kb_soak_passes")
+    if load and soak_kb:
+        out["heap_kb_running_beyond_loading"] = soak_kb - load
+    total, free, code = (out.get("heap_bytes_total_default_heap"), out.pop("heap_free_bytes_default_heap", None),
+                         out.get("heap_bytes_code_after_imports"))
+    if total and free is not None and code:
+        out["heap_bytes_live_data_running"] = total - free - code
     return out
 
 
@@ -175,5 +207,5 @@ def run():
     with tempfile.TemporaryDirectory(prefix="bdmeter-bench-") as d:
         out.update(wire_and_heap(Path(d) / "wire"))
         out.update(latency_and_cpu(Path(d) / "latency"))
-        out.update(smallest_heap(d))
+        out.update(smallest_heap(d, lo=(out.get("heap_kb_smallest_to_load_code") or 17) - 1))
     return _working_set(out)
