@@ -49,7 +49,8 @@ class Terminal:
         self.reset_cause = reset_cause
         self.board = boardmod.profile(cfg["board"])
         makedirs(cfg["state_dir"])
-        self.reset_why = take_reset_note(cfg["state_dir"] + _RESET_NOTE)
+        self.reset_note = cfg["state_dir"] + _RESET_NOTE
+        self.reset_why = take_reset_note(self.reset_note)
         self.clock = Clock()
         self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps)
         self.tid = cfg["terminal_id"]
@@ -164,13 +165,17 @@ class Terminal:
             late = [name for name, (at, allow) in self._checkins.items() if now - at > allow]
             if not late:
                 self.watchdog.feed()
+                if starving is not None:  # they came back before the watchdog bit: no reset to explain
+                    take_reset_note(self.reset_note)
                 starving = None
             elif starving is None:
                 starving = late
-                self.log.error("task(s) stuck: %s; watchdog no longer fed", ",".join(late))
-                self.watchdog.would_reset("stuck: " + ",".join(late))
+                why = "stuck: " + ",".join(late)
+                self.log.error("task(s) %s; watchdog no longer fed", why)
+                note_reset(self.reset_note, why)  # a hardware watchdog resets without asking: say why beforehand
+                self.watchdog.would_reset(why)
                 if not self.board.get("wdt"):
-                    self.request_reset("watchdog")
+                    self.request_reset(why)
             if self._reset_why:
                 raise Reset(self._reset_why)
             await asyncio.sleep(1)
@@ -330,7 +335,7 @@ def main(cfg_path=None):
         except MemoryError:
             pass
         if t is not None:
-            note_reset(t.cfg["state_dir"] + _RESET_NOTE, why)
+            note_reset(t.reset_note, why)
         t = None
         gc.collect()
         try:

@@ -5,6 +5,14 @@ is decided here. Accepted fixes are averaged (a running mean) while they stay
 within the relocation threshold of the average; once enough fixes in a row lie
 beyond it, the terminal has been moved: the average restarts there and a
 relocation is reported.
+
+Boards have 32-bit floats: near 40 degrees one step of a float32 latitude is
+0.4 m (0.7 m of longitude at 111 degrees). A mean kept in degrees would stop
+moving once (fix - mean) / n falls below half a step: after a restart with a
+full average (n = 1000) no fix within ~200 m could ever move it. So the mean is
+kept as an offset from an anchor (the first fix at this place): offsets are
+small numbers with full float32 precision, and anchor + offset is rounded once,
+when read, never accumulated.
 """
 
 import math
@@ -34,10 +42,12 @@ class Position:
 
     def __init__(self, relocation_m=200.0):
         self.relocation_m = relocation_m
-        self.lat = None
+        self.lat = None  # anchor + mean offset, refreshed on every change
         self.lon = None
         self.alt = None
         self.n = 0
+        self._lat0 = self._lon0 = None  # the anchor
+        self._dlat = self._dlon = 0.0  # running mean of (fix - anchor), degrees
         self.hdop = None
         self.nsat = None
         self._far = 0
@@ -50,8 +60,7 @@ class Position:
     def restore(self, saved):
         """Start from a position saved on flash (dict as from `as_dict`), so a reboot does not look like a move."""
         if saved and saved.get("lat") is not None:
-            self.lat, self.lon = saved["lat"], saved["lon"]
-            self.alt = saved.get("alt")
+            self._reset(saved["lat"], saved["lon"], saved.get("alt"))
             self.n = min(saved.get("n", 1), _MAX_AVG)
 
     def add(self, lat, lon, alt=None, hdop=None, nsat=None):
@@ -65,30 +74,35 @@ class Position:
             self._far = 0
             self._far_sum = None
             k = min(self.n, _MAX_AVG - 1)
-            self.lat += (lat - self.lat) / (k + 1)
-            self.lon += (lon - self.lon) / (k + 1)
+            # lat - anchor is exact in any float format (the two are close); the mean of such offsets keeps
+            # sub-millimetre steps even in float32
+            self._dlat += (lat - self._lat0 - self._dlat) / (k + 1)
+            self._dlon += (lon - self._lon0 - self._dlon) / (k + 1)
+            self.lat, self.lon = self._lat0 + self._dlat, self._lon0 + self._dlon
             if alt is not None:
                 self.alt = alt if self.alt is None else self.alt + (alt - self.alt) / (k + 1)
             self.n = k + 1
             return None
-        # far from the average: a move only if it persists
+        # far from the average: a move only if it persists (summed as offsets from the first far fix)
         if self._far_sum is None:
-            self._far_sum = [0.0, 0.0, 0]
+            self._far_sum = [lat, lon, 0.0, 0.0, 0]
         s = self._far_sum
-        s[0] += lat
-        s[1] += lon
-        s[2] += 1
+        s[2] += lat - s[0]
+        s[3] += lon - s[1]
+        s[4] += 1
         self._far += 1
         if self._far < _MOVE_CONFIRM:
             return None
         old = (self.lat, self.lon)
-        new = (s[0] / s[2], s[1] / s[2])
+        new = (s[0] + s[2] / s[4], s[1] + s[3] / s[4])
         moved = distance_m(old[0], old[1], new[0], new[1])
         self._reset(new[0], new[1], alt)
-        self.n = s[2]
+        self.n = s[4]
         return old, new, moved
 
     def _reset(self, lat, lon, alt):
+        self._lat0, self._lon0 = lat, lon
+        self._dlat = self._dlon = 0.0
         self.lat, self.lon, self.alt = lat, lon, alt
         self.n = 1
         self._far = 0
