@@ -73,14 +73,14 @@ class Terminal:
                                            de=boardmod.de_pin(self.board, "meter_uart"), log=self.log)
         self.modem = quectel.Quectel(modem_uart, apn=cfg["apn"], apn_user=cfg["apn_user"],
                                      apn_pass=cfg["apn_pass"], gnssconfig=cfg["gnssconfig"],
-                                     pwrkey=boardmod.Output(self.board.get("pwrkey")),
-                                     reset=boardmod.Output(self.board.get("reset")), log=self.log,
+                                     pwrkey=boardmod.output(self.board, "pwrkey", cfg),
+                                     reset=boardmod.output(self.board, "reset", cfg), log=self.log,
                                      on_mcu_reset=self._ladder_reset,
                                      backoff_base_ms=cfg["link_backoff_s"] * 1000,
                                      backoff_max_ms=cfg["link_backoff_max_s"] * 1000)
         self.modem_errors = (quectel.ModemError, atengine.ATEngineError, OSError, asyncio.TimeoutError)
         self.link_errors = self.modem_errors + (MQTTError,)
-        self.led = boardmod.Output(self.board.get("led"))
+        self.led = boardmod.output(self.board, "led", cfg)
         self.watchdog = boardmod.Watchdog(self.board, cfg["wdt_ms"], self.log)
         self.metering = Metering(self)
         self.locating = Locating(self)

@@ -27,6 +27,55 @@ class Output:
         return self._pin is not None
 
 
+class CtlPin:
+    """A module input on the unix port: each level change is one JSON line to the modem simulator's control port.
+
+    Loopback only, and every step is bounded by a short socket timeout, so a missing simulator costs at most
+    _CTL_TIMEOUT_S and is counted in `failures`, never a hang.
+    """
+
+    _CTL_TIMEOUT_S = 0.5
+
+    def __init__(self, endpoint, name):
+        from tcpuart import parse_endpoint
+
+        self.addr = parse_endpoint(endpoint)
+        self.name = name
+        self.failures = 0
+
+    def _set(self, on):
+        import socket
+
+        s = socket.socket()
+        try:
+            s.settimeout(self._CTL_TIMEOUT_S)
+            s.connect(socket.getaddrinfo(self.addr[0], self.addr[1])[0][-1])
+            s.write(('{"pin": "%s", "on": %s}\n' % (self.name, "true" if on else "false")).encode())
+            if not s.readline():  # the answer: the level is applied before the pulse is timed
+                self.failures += 1
+        except OSError:
+            self.failures += 1
+        finally:
+            s.close()
+
+    def on(self):
+        self._set(True)
+
+    def off(self):
+        self._set(False)
+
+    def __bool__(self):
+        return True
+
+
+def output(board, name, cfg):
+    """The board's `name` output ('pwrkey', 'reset', 'led'): a pin, a simulated module input, or a no-op."""
+    spec = board.get(name)
+    if spec and "ctl" in spec:
+        return CtlPin(cfg["modem_ctl"], spec["ctl"]) if cfg.get("modem_ctl") else Output(None)
+    return Output(spec)
+
+
 def profile(name):
     try:
         return BOARDS[name]

@@ -12,7 +12,9 @@ BOARDS = {
         "uart": "tcp",
         "led": None,
         "pwrkey": None,
-        "reset": None,
+        # the modem simulator's reset input, driven over its control port (config `modem_ctl`), so the
+        # recovery ladder's power rung really resets a hung module, as the pin does on a board
+        "reset": {"ctl": "reset"},
         "wdt": False,
     },
     # Reference board: ESP32-S3, RS-485 transceiver (MAX13487-class) on UART1,

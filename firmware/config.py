@@ -14,6 +14,7 @@ _DEFAULTS = {
     "board": "unix",
     "meter_uart": "127.0.0.1:7001",  # unix board only: host:port of the meter bus simulator
     "modem_uart": "127.0.0.1:7002",  # unix board only: host:port of the modem simulator
+    "modem_ctl": "",  # unix board only: host:port of the modem simulator's control port (its reset input)
     "terminal_id": "",  # empty: the modem's IMEI
     "topic_prefix": "bdmeter",
     "broker_host": "127.0.0.1",
@@ -109,6 +110,7 @@ _RULES = {
     "board": (str, lambda v: v in BOARDS, "one of the boards in firmware/boards.py"),
     "meter_uart": (str, _endpoint, "host:port"),
     "modem_uart": (str, _endpoint, "host:port"),
+    "modem_ctl": (str, lambda v: not v or _endpoint(v), "host:port, or empty"),
     "terminal_id": (str, _ident, "letters, digits, - _ . only (no + # /)"),
     "topic_prefix": (str, lambda v: bool(v) and _ident(v), "letters, digits, - _ . only (no + # /)"),
     "broker_host": (str, lambda v: bool(v), "a host name"),

@@ -10,19 +10,32 @@ _IDLE_WAIT_MS = 1000  # how long the drain loop waits for a new record before ch
 
 
 class _SocketStream:
-    """Adapts the modem driver's socket to what the MQTT session expects (b"" once closed)."""
+    """Adapts the modem driver's socket to what the MQTT session expects: b"" once closed, and every failure
+    an OSError. The modem's own errors (an AT timeout from a hung module, a closed socket) would otherwise
+    escape the session's tasks and the publishing task instead of ending the session."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, errors):
         self.sock = sock
+        self.errors = errors  # the modem driver's exception classes
 
     async def write(self, data):
-        await self.sock.write(data)
+        try:
+            await self.sock.write(data)
+        except OSError:
+            raise
+        except self.errors as e:
+            raise OSError("modem: %s" % (e,))
 
     async def read(self, n):
-        while True:
-            data = await self.sock.read(n)
-            if data is not None:
-                return data
+        try:
+            while True:
+                data = await self.sock.read(n)
+                if data is not None:
+                    return data
+        except OSError:
+            raise
+        except self.errors as e:
+            raise OSError("modem: %s" % (e,))
 
     def close(self):
         self.sock.close()
@@ -48,7 +61,7 @@ class Uplink:
         t = self.t
         cfg = t.cfg
         sock = await t.modem.open_socket(cfg["broker_host"], cfg["broker_port"])
-        s = Session(_SocketStream(sock), t.tid, user=cfg["broker_user"] or None,
+        s = Session(_SocketStream(sock, t.modem_errors), t.tid, user=cfg["broker_user"] or None,
                     password=cfg["broker_pass"] or None, keepalive=cfg["keepalive_s"],
                     on_message=t.commands.incoming, log=t.log)
         try:

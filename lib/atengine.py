@@ -133,6 +133,7 @@ class AT:
         self.uart = uart
         self.log = log
         self.on_rdy = None  # called (no arguments) from the reader when RDY arrives
+        self.unanswered = 0  # commands in a row that got no final result at all: a hung or dead module
         self.stats = {"commands": 0, "timeouts": 0, "errors": 0, "urcs": 0, "garbage": 0, "rdy": 0,
                       "echo": 0, "stray": 0, "busy": 0, "overflow": 0, "bad_data": 0, "handler_errors": 0}
         self._buf = bytearray(rxbuf)
@@ -256,6 +257,7 @@ class AT:
                     if c.final is None:
                         await self._write_all(payload, t0, timeout_ms)
                 await self._wait(c, t0, timeout_ms, False)
+                self.unanswered = 0  # the module answered (OK, ERROR, anything final)
                 lines = c.lines
                 c.lines = []
                 self._check(c, lines)
@@ -292,6 +294,7 @@ class AT:
             left = timeout_ms - ticks_diff(ticks_ms(), t0)
             if left <= 0:
                 self.stats["timeouts"] += 1
+                self.unanswered += 1
                 if self.log:
                     self.log.warning("AT timeout: %s (%d ms)", c.text, timeout_ms)
                 raise ATTimeout("%s: no %s within %d ms" % (c.text, "prompt" if prompt else "result", timeout_ms))

@@ -21,6 +21,7 @@ from mpcompat import ticks_diff, ticks_ms
 from quectel_socket import ModemError, Socket, open_tcp  # noqa: F401  (re-exported)
 
 RUNGS = ("socket", "pdp", "cfun", "power", "mcu")
+_UNANSWERED_DEAD = 2  # commands in a row without any answer before a failed AT probe means a dead module
 _SIM_BUSY = (10, 13, 14)  # not inserted yet / failure / busy: all seen for a while after boot
 
 try:
@@ -394,8 +395,13 @@ class Quectel:
         rung = min(self._rung + 1, 5)
         if not self._pdp and self._up and not self._need_reinit and rung < 2:
             rung = 2  # the context is known to be gone: reactivating it is the first useful step
-        self._rung = rung
         await _sleep_ms(self.backoff_ms(self._attempts))
+        if rung < 4 and self.at.unanswered >= _UNANSWERED_DEAD and not await self._probe():
+            # commands go unanswered and so does a bare AT: the lower rungs would only wait out their timeouts
+            # (QIDEACT's is 40 s); only a power cycle helps (vendor policy)
+            self._warn("module answers nothing, not even AT: power cycle")
+            rung = 4
+        self._rung = rung
         name = RUNGS[rung - 1]
         self.ladder[name] += 1
         self._info("recovery attempt %d: rung %s", self._attempts, name)

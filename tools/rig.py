@@ -52,12 +52,13 @@ class TerminalRig:
         self.meter_port = self.bus.start()
         self.modem = ModemSim(imei=imei, position=home, noise_m=3.0, cold_start_s=2.0, fake_fix_s=1.0,
                               delay_scale=delay_scale, seed=seed)
-        self.modem_port = self.modem.start()
+        self.modem_port = self.modem.start(control_port=0)  # the control port is the board's reset line
         self.heapsize = heapsize
         self.cfg_path = workdir / "config.json"
         config = {
             "board": "unix", "meter_uart": "%s:%d" % (LOOPBACK, self.meter_port),
-            "modem_uart": "%s:%d" % (LOOPBACK, self.modem_port), "broker_host": LOOPBACK,
+            "modem_uart": "%s:%d" % (LOOPBACK, self.modem_port),
+            "modem_ctl": "%s:%d" % (LOOPBACK, self.modem.control_port), "broker_host": LOOPBACK,
             "broker_port": self.broker.port, "cmd_key": key, "meters": [address], "meter_baud": baud,
             "poll_s": 2, "heartbeat_s": 2, "gnss_s": 1, "link_backoff_max_s": 4, "keepalive_s": 10,
             "state_dir": str(workdir / "flash"),

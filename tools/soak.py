@@ -29,6 +29,8 @@ FAULTS = {
     "modem:pdpdeact": ("the network drops the PDP context", (0, 0)),
     "modem:send_fail": ("the module's send buffer is full", (2, 5)),
     "modem:hang": ("the module stops answering", (3, 8)),
+    "modem:wedged": ("the module stops answering until its reset line is pulsed (the ladder's power rung)",
+                     (0, 0)),
     "modem:reboot": ("the module reboots silently (echo on, RDY)", (0, 0)),
     "modem:garbage": ("line noise on the modem UART", (1, 3)),
     "modem:urc_mid_response": ("URCs inside responses", (2, 4)),
@@ -40,12 +42,14 @@ FAULTS = {
     "power:cut": ("SIGKILL of the firmware, then a restart (a power cut)", (1, 3)),
 }
 RECOVERY_LIMIT_S = 90
+# faults nothing clears but the terminal itself (or the broker, which comes back by itself)
+_NOT_CLEARED = ("broker:restart", "modem:wedged")
 
 
 def inject(rig, name, on, params=None):
     where, _, fault = name.partition(":")
     if where == "modem":
-        rig.modem.set_fault(fault, on, **(params or {}))
+        rig.modem.set_fault("hang" if fault == "wedged" else fault, on, **(params or {}))
     elif where == "meter":
         rig.bus.set_fault(fault, on)
     elif where == "broker" and on:
@@ -103,7 +107,7 @@ def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print):
             params = {"count": rng.randint(1, 4)} if name == "modem:send_fail" else None
             inject(rig, name, True, params)
             time.sleep(hold)
-            if name != "broker:restart":
+            if name not in _NOT_CLEARED:
                 inject(rig, name, False)
             t0 = time.monotonic()
             # recovered = a record numbered after the fault was cleared has reached the broker

@@ -142,7 +142,7 @@ EXPECT = {
     "pdpdeact": ("pdp", {"socket": 0, "pdp": 1, "cfun": 0, "power": 0}),
     "stack_degraded": ("cfun", {"socket": 1, "pdp": 1, "cfun": 1, "power": 0}),
     "reboot": ("socket", {"socket": 1, "pdp": 0, "cfun": 0, "power": 0}),
-    "hang": ("power", {"socket": 1, "pdp": 1, "cfun": 0, "power": 1}),
+    "hang": ("power", {"socket": 1, "pdp": 0, "cfun": 0, "power": 1}),  # then nothing answers, not even AT: power
     "send_fail": ("socket", {"socket": 1, "pdp": 0, "cfun": 0, "power": 0}),
     "garbage": (None, {"socket": 0, "pdp": 0, "cfun": 0, "power": 0}),
     "urc_mid_response": (None, {"socket": 0, "pdp": 0, "cfun": 0, "power": 0}),

@@ -172,6 +172,16 @@ def test_reboot_command_restarts_and_the_reboot_event_says_why(rig):
     assert _contiguous(rig.record_seqs())
 
 
+def test_a_wedged_module_is_reset_through_its_reset_line(rig):
+    reboots, highest = rig.modem.stats["reboots"], max(rig.record_seqs())
+    rig.modem.set_fault("hang", True)  # never cleared here: only a pulse on the module's reset line ends it
+    rig.wait("records taken after the module was reset",
+             lambda: max(rig.record_seqs()) > highest + 3 and rig.modem.stats["reboots"] > reboots, 120)
+    rig.wait("a heartbeat counting the power rung",
+             lambda: [h for h in rig.of("heartbeat") if h.get("err", {}).get("ladder", {}).get("power")], 60)
+    assert _contiguous(rig.record_seqs())
+
+
 def test_power_cut_loses_nothing_in_the_outbox(rig):
     rig.modem.set_fault("hang", True)
     before = len(rig.bus.served)
