@@ -71,10 +71,6 @@ def status_online(ts, tsrc):
     return dumps({"v": V, "state": "online", "fw": VERSION, "ts": ts, "tsrc": tsrc})
 
 
-def status_offline(why):
-    return dumps({"v": V, "state": "offline", "why": why})
-
-
 def register(ts, tsrc, why, meters, pos, imei, iccid, csq):
     """The patent's packed message: meter address(es) with the position. `seq` is added by the outbox."""
     return {"v": V, "ts": ts, "tsrc": tsrc, "why": why, "meters": list(meters), "pos": pos,

@@ -132,15 +132,3 @@ class Uplink:
                     s.close()
             t.checkin("uplink")
             await t.modem.recover()
-
-    async def shutdown(self):
-        """Orderly stop: say offline (retained), then DISCONNECT so the broker drops the will."""
-        s = self.session
-        if s is None or not s.connected:
-            return
-        try:
-            await asyncio.wait_for_ms(s.publish(self.topic("status"), payloads.status_offline("shutdown"),
-                                                qos=1, retain=True), 3000)
-        except (asyncio.TimeoutError, MQTTError):
-            pass
-        await s.disconnect()

@@ -258,7 +258,7 @@ def _shutdown(terminals, head, broker):
     if head is not None:
         try:
             time.sleep(0.5)  # let the last `offline` statuses land
-            print("\nafter shutdown (each terminal said offline or its last will did):\n"
+            print("\nafter shutdown (each terminal's last will said offline):\n"
                   + view.table(head.store.fleet(heartbeat_s=5)))
             print(_summary(head.store))
             c = head.store.counters()

@@ -77,6 +77,7 @@ class TerminalRig:
         self.obs.loop_start()
         self.fw = None
         self.starts = 0
+        self.fail_on = None  # a text that, once in the firmware's log, fails every wait at once (e.g. MemoryError)
         if start:
             self.start_firmware()
 
@@ -115,6 +116,7 @@ class TerminalRig:
 
     def wait(self, what, pred, timeout=60.0, allow_exit=False):
         deadline = time.monotonic() + timeout
+        next_log_check = 0.0
         while time.monotonic() < deadline:
             got = pred()
             if got:
@@ -122,6 +124,10 @@ class TerminalRig:
             if not allow_exit and self.fw is not None and self.fw.p.poll() is not None:
                 raise AssertionError("firmware exited (%s) while waiting for %s:\n%s"
                                      % (self.fw.p.returncode, what, self.fw.output()[-4000:]))
+            if self.fail_on and self.fw is not None and time.monotonic() >= next_log_check:
+                next_log_check = time.monotonic() + 1.0
+                if self.fail_on in self.fw.output():
+                    raise AssertionError("firmware logged %s while waiting for %s" % (self.fail_on, what))
             with self.lock:
                 self.lock.wait(0.1)
         raise AssertionError("timed out after %.0f s waiting for %s; firmware log:\n%s"

@@ -87,11 +87,12 @@ def check(rig):
     }
 
 
-def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print):
+def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print, fail_on=None):
     rng = random.Random(seed)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="bdmeter-soak-"))
     t_start = time.monotonic()
     rig = TerminalRig(workdir, seed=seed, heapsize=heapsize)
+    rig.fail_on = fail_on
     recoveries, failures, unexpected_exits = [], [], 0
     try:
         rig.wait("first readings", lambda: len(rig.of("energy")) >= 2, 90)

@@ -172,8 +172,9 @@ def smallest_heap(workdir, lo=16):
     tried = {}
 
     def passes(kb):
+        # a MemoryError is a failure even when the terminal recovers from it by resetting
         figures = soak.run(cycles=4, seed=11, heapsize="%dK" % kb, workdir=Path(workdir) / ("heap%d" % kb),
-                           log=lambda *a: None)
+                           log=lambda *a: None, fail_on="MemoryError")
         tried[kb] = figures["passed"]
         return figures["passed"]
 
