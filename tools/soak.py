@@ -84,6 +84,9 @@ def check(rig):
         "readings_delivered": len({e["seq"] for e in energy}),
         "readings_not_served_by_meter": unmatched[:20],
         "meter_block_reads_served": sum(1 for s in rig.bus.served if s["di"] == "0001FF00"),
+        # resets the terminal asked for itself (a dead or stuck task, a crash): none is expected from any fault
+        "self_resets": [e["data"]["why"] for e in rig.of("event")
+                        if e.get("kind") == "reboot" and e.get("data", {}).get("why")],
     }
 
 
@@ -149,7 +152,7 @@ def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print, fail_on=None)
         "wall_s": round(time.monotonic() - t_start, 1),
     })
     figures["passed"] = (figures["records_lost"] == 0 and not failures and unexpected_exits == 0
-                         and not figures["readings_not_served_by_meter"])
+                         and not figures["readings_not_served_by_meter"] and not figures["self_resets"])
     return figures
 
 
@@ -160,16 +163,17 @@ def main(argv=None):
     ap.add_argument("--heapsize", default=None, help="micropython -X heapsize, e.g. 128K")
     ap.add_argument("--json", default="build/soak.json")
     a = ap.parse_args(argv)
-    figures = run(a.cycles, a.seed, a.heapsize)
+    figures = run(a.cycles, a.seed, a.heapsize, fail_on="MemoryError" if a.heapsize else None)
     print()
     for k, v in figures.items():
         print("  %-30s %s" % (k, v))
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(figures, indent=2) + "\n")
     print("wrote %s" % a.json)
-    print("soak: %s (%d lost, %d gaps, %d/%d faults recovered, %d unexpected exits)" % (
+    print("soak: %s (%d lost, %d gaps, %d/%d faults recovered, %d unexpected exits, %d self-resets)" % (
         "PASSED" if figures["passed"] else "FAILED", figures["records_lost"], len(figures["sequence_gaps"]),
-        figures["faults_recovered"], figures["faults_injected"], figures["unexpected_exits"]))
+        figures["faults_recovered"], figures["faults_injected"], figures["unexpected_exits"],
+        len(figures["self_resets"])))
     return 0 if figures["passed"] else 1
 
 

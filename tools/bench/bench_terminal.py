@@ -41,6 +41,7 @@ def code_size():
 
 _IMPORTS = """
 import gc, sys
+gc.threshold(4096)  # as main.py loads the code
 sys.path.append("lib")
 gc.collect()
 base = gc.mem_alloc()
