@@ -74,17 +74,22 @@ def code_heap():
     manifest.py keeps all of that in flash.
     """
     code, total = _import_code()
-    lo, hi = 64, 512  # KB: loading is assumed to fail at lo and checked to pass at hi
-    if not _import_code(hi):
-        return {"heap_bytes_code_after_imports": code}
-    while hi - lo > 1:
+    return {"heap_bytes_code_after_imports": code, "heap_kb_smallest_to_load_code": _smallest(_import_code, 64, 512),
+            "heap_bytes_total_default_heap": total}
+
+
+def _smallest(passes, lo, hi, step=1):
+    """Bisect for the smallest KB at which passes(kb) holds: it is assumed to fail at lo and is checked at hi
+    (None if it fails there too); to within `step` KB."""
+    if not passes(hi):
+        return None
+    while hi - lo > step:
         mid = (lo + hi) // 2
-        if _import_code(mid):
+        if passes(mid):
             hi = mid
         else:
             lo = mid
-    return {"heap_bytes_code_after_imports": code, "heap_kb_smallest_to_load_code": hi,
-            "heap_bytes_total_default_heap": total}
+    return hi
 
 
 def wire_and_heap(workdir):
@@ -169,7 +174,6 @@ def smallest_heap(workdir, lo=16):
     """The smallest -X heapsize (KB) at which a short soak still passes: bisection to 4 KB.
 
     `lo` is a heap known to fail (below the smallest that loads the code, nothing can pass)."""
-    hi = 256  # KB: passing here is checked
     tried = {}
 
     def passes(kb):
@@ -179,15 +183,8 @@ def smallest_heap(workdir, lo=16):
         tried[kb] = figures["passed"]
         return figures["passed"]
 
-    if not passes(hi):
-        return {"smallest_heap_kb_soak_passes": None, "heap_tried": tried}
-    while hi - lo > 4:
-        mid = (lo + hi) // 2
-        if passes(mid):
-            hi = mid
-        else:
-            lo = mid
-    return {"smallest_heap_kb_soak_passes": hi, "heap_tried_kb": {str(k): v for k, v in sorted(tried.items())}}
+    kb = _smallest(passes, lo, 256, step=4)
+    return {"smallest_heap_kb_soak_passes": kb, "heap_tried_kb": {str(k): v for k, v in sorted(tried.items())}}
 
 
 def _working_set(out):
