@@ -16,6 +16,17 @@ from the next command's, so a driver treats a timeout as a sign of trouble
 
 import asyncio
 
+from atlines import (  # noqa: F401  (re-exported: the engine's errors and line helpers)
+    URC_PREFIXES,
+    ATEngineError,
+    ATError,
+    ATReboot,
+    ATTimeout,
+    printable,
+    error_code,
+    final_kind,
+    response_prefix,
+)
 from mpcompat import const, ticks_diff, ticks_ms
 
 _RXBUF = const(1024)  # longest line kept; longer runs without a newline are noise
@@ -23,11 +34,6 @@ _DATABUF = const(1536)  # raw payload buffer (QIRD answers at most 1500 bytes)
 _PROMPT = const(0x3E)  # '>'
 _WRITE_PAUSE_MS = const(2)
 _IDLE_PAUSE_MS = const(50)
-
-# Lines that are unsolicited whenever no command owns their prefix.
-URC_PREFIXES = ("+QIURC:", "+QIOPEN:", "RDY", "+CFUN:", "+CPIN:", "+QIND:", "+QGPSURC:", "POWERED DOWN",
-                "NORMAL POWER DOWN", "+QUSIM:", "+CEREG:", "+CGREG:", "+CREG:", "+QSSLURC:", "+CGEV:",
-                "+CIPRXGET:", "+IPCLOSE:", "+CGNSSPWR:", "+NETOPEN:", "+CIPOPEN:", "+CTZV:", "+QNTP:")
 
 try:
     _wait_for_ms = asyncio.wait_for_ms
@@ -43,68 +49,6 @@ except AttributeError:  # CPython
 
     def _sleep_ms(ms):
         return asyncio.sleep(ms / 1000)
-
-
-class ATEngineError(Exception):
-    """Base of the engine's errors."""
-
-
-class ATError(ATEngineError):
-    """The module answered ERROR, +CME ERROR: n, +CMS ERROR: n or SEND FAIL."""
-
-    def __init__(self, code, lines, final="ERROR"):
-        super().__init__("%s (code %s)" % (final, code))
-        self.code = code
-        self.lines = lines
-        self.final = final
-
-
-class ATTimeout(ATEngineError):
-    """No final result (or awaited URC, or prompt) within the command's time limit."""
-
-
-class ATReboot(ATEngineError):
-    """The module announced RDY (it restarted) while a command was in flight."""
-
-
-def response_prefix(text):
-    """'AT+CSQ' -> '+CSQ:', 'AT+QGPSGNMEA="RMC"' -> '+QGPSGNMEA:'; None for commands without one."""
-    if not text.startswith("AT+") and not text.startswith("at+"):
-        return None
-    end = len(text)
-    for ch in "=?":
-        i = text.find(ch, 3)
-        if 0 <= i < end:
-            end = i
-    return text[2:end].upper() + ":"
-
-
-def final_kind(text):
-    """The final-result kind of a line: 'OK', 'SEND OK', 'ERROR', 'SEND FAIL', '+CME ERROR', '+CMS ERROR' or None."""
-    if text == "OK" or text == "SEND OK" or text == "ERROR" or text == "SEND FAIL":
-        return text
-    if text.startswith("+CME ERROR:"):
-        return "+CME ERROR"
-    if text.startswith("+CMS ERROR:"):
-        return "+CMS ERROR"
-    return None
-
-
-def error_code(text):
-    """The number in '+CME ERROR: 14' (None when absent or textual)."""
-    _, sep, rest = text.partition(":")
-    if sep:
-        try:
-            return int(rest)
-        except ValueError:
-            pass
-    return None
-
-
-def _printable(line):
-    # Slow path for lines that are not valid UTF-8: keep the printable ASCII, report how much went.
-    kept = bytes(c for c in line if 32 <= c < 127)
-    return kept.decode(), len(line) - len(kept)
 
 
 class _Command:
@@ -406,7 +350,7 @@ class AT:
         try:
             text = str(self._mv[start:end], "utf-8")
         except UnicodeError:
-            text, junk = _printable(self._mv[start:end])
+            text, junk = printable(self._mv[start:end])
             self.stats["garbage"] += junk
             text = text.strip()
             if not text:

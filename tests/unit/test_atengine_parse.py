@@ -1,4 +1,4 @@
-"""atengine line handling, the Quectel parsers and URC bookkeeping, without I/O (CPython and MicroPython)."""
+"""AT line handling (atlines, and the engine's routing), the Quectel parsers and URC bookkeeping, without I/O."""
 
 import atengine
 import quectel
