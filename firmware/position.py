@@ -42,8 +42,6 @@ class Position:
 
     def __init__(self, relocation_m=200.0):
         self.relocation_m = relocation_m
-        self.lat = None  # anchor + mean offset, refreshed on every change
-        self.lon = None
         self.alt = None
         self.n = 0
         self._lat0 = self._lon0 = None  # the anchor
@@ -56,6 +54,14 @@ class Position:
     @property
     def known(self):
         return self.n > 0
+
+    @property
+    def lat(self):
+        return None if self._lat0 is None else self._lat0 + self._dlat  # rounded here once, never accumulated
+
+    @property
+    def lon(self):
+        return None if self._lon0 is None else self._lon0 + self._dlon
 
     def restore(self, saved):
         """Start from a position saved on flash (dict as from `as_dict`), so a reboot does not look like a move."""
@@ -78,7 +84,6 @@ class Position:
             # sub-millimetre steps even in float32
             self._dlat += (lat - self._lat0 - self._dlat) / (k + 1)
             self._dlon += (lon - self._lon0 - self._dlon) / (k + 1)
-            self.lat, self.lon = self._lat0 + self._dlat, self._lon0 + self._dlon
             if alt is not None:
                 self.alt = alt if self.alt is None else self.alt + (alt - self.alt) / (k + 1)
             self.n = k + 1
@@ -103,7 +108,7 @@ class Position:
     def _reset(self, lat, lon, alt):
         self._lat0, self._lon0 = lat, lon
         self._dlat = self._dlon = 0.0
-        self.lat, self.lon, self.alt = lat, lon, alt
+        self.alt = alt
         self.n = 1
         self._far = 0
         self._far_sum = None

@@ -9,6 +9,10 @@ from firmware import payloads
 _IDLE_WAIT_MS = 1000  # how long the drain loop waits for a new record before checking in again
 
 
+def _as_oserror(e):
+    return e if isinstance(e, OSError) else OSError("modem: %s" % (e,))
+
+
 class _SocketStream:
     """Adapts the modem driver's socket to what the MQTT session expects: b"" once closed, and every failure
     an OSError. The modem's own errors (an AT timeout from a hung module, a closed socket) would otherwise
@@ -21,10 +25,8 @@ class _SocketStream:
     async def write(self, data):
         try:
             await self.sock.write(data)
-        except OSError:
-            raise
         except self.errors as e:
-            raise OSError("modem: %s" % (e,))
+            raise _as_oserror(e)
 
     async def read(self, n):
         try:
@@ -32,10 +34,8 @@ class _SocketStream:
                 data = await self.sock.read(n)
                 if data is not None:
                     return data
-        except OSError:
-            raise
         except self.errors as e:
-            raise OSError("modem: %s" % (e,))
+            raise _as_oserror(e)
 
     def close(self):
         self.sock.close()
