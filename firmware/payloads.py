@@ -33,36 +33,62 @@ def topic(prefix, tid, leaf):
     return "%s/%s/%s" % (prefix, tid, leaf)
 
 
-class Centi:
-    """An exact decimal with two places (a kWh register), kept as an integer number of hundredths.
+class Fixed:
+    """An exact decimal with `places` digits after the point, kept as an integer count of 10**-places.
 
-    Boards run MicroPython with 32-bit floats: 123456.78 kWh as a float would reach
-    the server as 123456.8. Registers stay integers from the meter's BCD to the JSON text.
+    Boards run MicroPython with 32-bit floats: 123456.78 kWh as a float would reach the server as
+    123456.8, and 8957 / 10000 kW picks up float noise. Values read as BCD stay integers from the
+    meter's bytes to the JSON text, written with the meter's own number of decimals.
     """
 
-    __slots__ = ("n",)
+    __slots__ = ("n", "places")
 
-    def __init__(self, n):
+    def __init__(self, n, places):
         self.n = n
+        self.places = places
 
     def __eq__(self, other):
-        return isinstance(other, Centi) and other.n == self.n
+        if not isinstance(other, Fixed):
+            return False
+        return self.n * 10 ** other.places == other.n * 10 ** self.places
 
     def __float__(self):
-        return self.n / 100
+        return self.n / 10 ** self.places
+
+    def __repr__(self):
+        return "Fixed(%s)" % self.text()
 
     def text(self):
-        n = self.n
-        return "%s%d.%02d" % ("-" if n < 0 else "", abs(n) // 100, abs(n) % 100)
+        n, p = self.n, self.places
+        sign = "-" if n < 0 else ""
+        n = abs(n)
+        if not p:
+            return sign + str(n)
+        scale = 10 ** p
+        frac = str(n % scale)
+        return "%s%d.%s%s" % (sign, n // scale, "0" * (p - len(frac)), frac)
+
+
+def Centi(n):  # noqa: N802 - reads like the class it used to be
+    """An energy register (XXXXXX.XX kWh) from its integer number of hundredths."""
+    return Fixed(n, 2)
+
+
+def fixed(pair):
+    """A Fixed (or a list of them) from dlt645.fixed's (int or [int, ...], decimals)."""
+    n, places = pair
+    if isinstance(n, list):
+        return [Fixed(k, places) for k in n]
+    return Fixed(n, places)
 
 
 def dumps(obj):
-    """Compact JSON, with Centi values written exactly."""
+    """Compact JSON, with Fixed values written exactly."""
     if isinstance(obj, dict):
         return "{" + ",".join(json.dumps(str(k)) + ":" + dumps(v) for k, v in obj.items()) + "}"
     if isinstance(obj, (list, tuple)):
         return "[" + ",".join(dumps(v) for v in obj) + "]"
-    if isinstance(obj, Centi):
+    if isinstance(obj, Fixed):
         return obj.text()
     return json.dumps(obj)
 

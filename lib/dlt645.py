@@ -28,6 +28,8 @@ REPLY = const(0x80)
 ABNORMAL = const(0x40)
 FOLLOWUP = const(0x20)
 
+ERR_NO_DATA = const(0x02)  # ERR bit 1: the meter does not have the item asked for (a standing refusal)
+
 MAX_DATA = const(200)  # the standard's limit on L for any frame
 OFFSET = const(0x33)
 
@@ -62,6 +64,7 @@ class MeterError(DLT645Error):
         self.err = err
         self.reasons = err_reasons(err)
         self.address = address
+        self.no_data = bool(err & ERR_NO_DATA)  # "no such data": what a meter answers for an item it lacks
         super().__init__("meter %s: %s" % (address, ", ".join(self.reasons) or "err 0"))
 
 
@@ -297,6 +300,16 @@ def read_next_1997_request(address, di):
 fmt = _values.fmt
 table = _values.table
 encode_value = _values.encode_value
+
+
+def fixed(di, data):
+    """A number DI's value bytes -> (integer in units of 10**-decimals, decimals), exact; a block gives a list."""
+    if _values.fmt(di) is None:
+        raise DLT645Error("DI %08X not in the table" % di)
+    try:
+        return _values.decode_fixed(di, data)
+    except ValueError as e:
+        raise Corrupt("DI %08X: %s" % (di, e))
 
 
 def value(di, data):

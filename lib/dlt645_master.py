@@ -6,7 +6,9 @@ each request it drains stray bytes and sends FE wake-up bytes; it waits at
 most `timeout_ms` for the reply to start and `gap_ms` between characters once
 a frame has begun. Corrupt replies and silence are retried; an abnormal reply
 raises `dlt645.MeterError` at once; when every attempt failed the last kind of
-failure is raised (`dlt645.Corrupt` or `dlt645.NoReply`).
+failure is raised (`dlt645.Corrupt` or `dlt645.NoReply`). A read the caller
+knows the meter refuses (`expect_refusal`) counts its "no such data" answer in
+stats["refused"], not stats["abnormal"]: a known refusal is not an error.
 """
 
 import asyncio
@@ -52,7 +54,7 @@ class Master:
         self._mv = memoryview(self._buf)
         self._lock = asyncio.Lock()
         self.stats = {"requests": 0, "replies": 0, "retries": 0, "timeouts": 0, "corrupt": 0, "abnormal": 0,
-                      "stray_bytes": 0, "bytes_tx": 0, "bytes_rx": 0}
+                      "refused": 0, "stray_bytes": 0, "bytes_tx": 0, "bytes_rx": 0}
 
     @property
     def gap_ms(self):
@@ -66,14 +68,19 @@ class Master:
         return (nbytes * _BITS_PER_CHAR * 1000 + self.baud - 1) // self.baud
 
     # -- public operations -----------------------------------------------------
-    async def read(self, address, di):
+    async def read(self, address, di, expect_refusal=False):
         """One value by its DI, decoded with the DI table (kWh, V, A, kW, str...)."""
-        return dlt645.value(di, await self.read_raw(address, di))
+        return dlt645.value(di, await self.read_raw(address, di, expect_refusal))
 
-    async def read_raw(self, address, di):
-        """The value bytes of a DI (0x33 removed), follow-up frames assembled."""
+    async def read_raw(self, address, di, expect_refusal=False):
+        """The value bytes of a DI (0x33 removed), follow-up frames assembled.
+
+        `expect_refusal`: the meter is known to lack this DI; its "no such data" answer still raises
+        MeterError but is counted in stats["refused"] rather than stats["abnormal"].
+        """
         async with self._lock:
-            f = await self._transact(dlt645.read_request(address, di), address, dlt645.READ, di, 4)
+            f = await self._transact(dlt645.read_request(address, di), address, dlt645.READ, di, 4,
+                                     expect_refusal=expect_refusal)
             if not f.followup:
                 return f.data[4:]
             out = bytearray(f.data[4:])
@@ -168,7 +175,7 @@ class Master:
                 await asyncio.sleep_ms(wait)
 
     # -- one transaction -----------------------------------------------------------
-    async def _transact(self, request, address, function, di=None, di_len=4, seq=None):
+    async def _transact(self, request, address, function, di=None, di_len=4, seq=None, expect_refusal=False):
         """Send `request` and return its checked reply frame, retrying silence and corrupt replies."""
         last = None
         for attempt in range(self.retries + 1):
@@ -191,8 +198,9 @@ class Master:
                 continue
             self.stats["replies"] += 1
             if f.abnormal:
-                self.stats["abnormal"] += 1
-                raise f.error
+                err = f.error
+                self.stats["refused" if expect_refusal and err.no_data else "abnormal"] += 1
+                raise err
             return f
         raise last
 

@@ -178,6 +178,25 @@ def decode_value(di, data):
     return _digits(data)
 
 
+def decode_fixed(di, data):
+    """A NUMBER or BLOCK DI's value bytes -> (int, decimals) or ([int, ...], decimals), with no float involved.
+
+    The value is int / 10**decimals exactly: the meter's own digits, for a wire format that must not
+    round (boards have 32-bit floats). ValueError for other kinds or malformed bytes.
+    """
+    _, kind, nbytes, decimals, signed, _ = _row(di)
+    n = len(data)
+    if kind == BLOCK:
+        if n == 0 or n % nbytes:
+            raise ValueError("block of %d bytes is not a multiple of %d" % (n, nbytes))
+        return [bcd_to_int(data[i:i + nbytes], signed) for i in range(0, n, nbytes)], decimals
+    if kind != NUMBER:
+        raise ValueError("DI %08X is not a number" % di)
+    if n != nbytes:
+        raise ValueError("DI %08X wants %d value bytes, got %d" % (di, nbytes, n))
+    return bcd_to_int(data, signed), decimals
+
+
 def _split(text, sep, count):
     parts = text.split(sep)
     if len(parts) != count:

@@ -183,3 +183,22 @@ def test_encode_limits():
 def test_split_reply_short():
     f = dlt645.decode(dlt645.encode("000072007201", 0x91, h("00 01")))
     raises(dlt645.Corrupt, dlt645.split_reply, f)
+
+
+def test_no_such_data_marks_a_standing_refusal():
+    assert dlt645.decode(ABNORMAL).error.no_data
+    assert dlt645.MeterError(dlt645.ERR_NO_DATA | 0x01).no_data
+    assert not dlt645.MeterError(0x01).no_data and not dlt645.MeterError(0x04).no_data
+
+
+def test_fixed_values_are_exact_integers_with_the_formats_decimals():
+    # power 0.8957 kW: the integer 8957 and 4 decimals, no float on the way
+    assert dlt645.fixed(0x02030000, h("57 89 00")) == (8957, 4)
+    assert dlt645.fixed(0x02020100, h("34 12 80")) == (-1234, 3)
+    assert dlt645.fixed(0x02010100, h("98 22")) == (2298, 1)
+    assert dlt645.fixed(0x0001FF00, h("56 34 12 00 01 00 00 00")) == ([123456, 1], 2)
+    assert dlt645.fixed(0xB611, h("30 02")) == (230, 0)
+    raises(dlt645.Corrupt, dlt645.fixed, 0x02010100, h("9A 22"))
+    raises(dlt645.Corrupt, dlt645.fixed, 0x02010100, h("98"))
+    raises(dlt645.Corrupt, dlt645.fixed, 0x04000101, h("01 01 06 25"))  # a date is not a number
+    raises(dlt645.DLT645Error, dlt645.fixed, 0x12345678, h("00"))

@@ -40,3 +40,22 @@ def test_energy_registers_are_exact_decimals():
     assert float(c) == 123456.78
     obj = {"s": 'a"b', "n": None, "t": True, "f": 1.5, "l": [1, "x"]}
     assert json.loads(payloads.dumps(obj)) == obj
+
+
+def test_fixed_decimals_keep_the_meters_digits():
+    # regression: inst values were floats and went out as e.g. "p":0.8957000000000001
+    cases = ((8957, 4, "0.8957"), (-8957, 4, "-0.8957"), (2298, 1, "229.8"), (500, 3, "0.500"), (-5, 3, "-0.005"),
+             (0, 3, "0.000"), (5001, 2, "50.01"), (230, 0, "230"), (-1, 0, "-1"), (99999999, 2, "999999.99"))
+    for n, places, text in cases:
+        assert payloads.Fixed(n, places).text() == text, (n, places)
+        assert payloads.dumps([payloads.Fixed(n, places)]) == "[%s]" % text
+    assert payloads.Fixed(5, 1) == payloads.Fixed(500, 3) and payloads.Fixed(5, 1) != payloads.Fixed(5, 2)
+    assert payloads.Centi(12345) == payloads.Fixed(12345, 2) and payloads.Fixed(1, 0) != 1
+    assert payloads.fixed(([1, 2], 2)) == [payloads.Fixed(1, 2), payloads.Fixed(2, 2)]
+    assert float(payloads.Fixed(8957, 4)) == 0.8957
+    inst = {"v": [payloads.Fixed(2298, 1)], "i": [payloads.Fixed(-1234, 3)], "p": payloads.Fixed(8957, 4),
+            "pf": payloads.Fixed(980, 3), "f": payloads.Fixed(5001, 2)}
+    text = payloads.dumps(payloads.energy(1, "gnss", "000072007201", {"fwd": payloads.Centi(1)}, inst))
+    for part in ('"v":[229.8]', '"i":[-1.234]', '"p":0.8957', '"pf":0.980', '"f":50.01', '"fwd":0.01'):
+        assert part in text, text
+    assert json.loads(text)["inst"]["p"] == 0.8957
