@@ -308,3 +308,78 @@ def test_cli_ready_line_and_control_port(tmp_path):
         assert p.stop(timeout=10) == 0
     finally:
         p.kill()
+
+
+NO_DATA_REPLY = "68 01 72 00 72 00 00 68 D1 01 35"  # D1, L 1, ERR 02 "no such data" (+0x33), then CS 16
+
+
+def test_single_phase_meter_refuses_phases_b_and_c_like_a_real_one(bus):
+    b = bus(MeterSpec(A, phases=1), MeterSpec(B))
+    c = Client(b.port)
+    try:
+        for di in (0x02010200, 0x02010300, 0x02020200, 0x02020300, 0x02030200, 0x02030300):
+            f, raw = c.ask(dlt645.read_request(A, di))
+            assert f.control == 0xD1 and f.abnormal and f.err == dlt645.ERR_NO_DATA, "%08X" % di
+            assert raw.lstrip(b"\xfe").hex(" ").upper().startswith(NO_DATA_REPLY)
+        # phase A and the totals are there; the three-phase meter beside it answers B and C
+        assert 200 < c.read(A, 0x02010100) < 260
+        for di in (0x02020100, 0x02030000, 0x02030100, 0x02060000, 0x02800002, 0x00010000, 0x0001FF00):
+            c.read(A, di)
+        assert 200 < c.read(B, 0x02010300) < 260
+    finally:
+        c.close()
+    regs = b.meter(A).registers()
+    assert 0x02010200 not in regs and regs[0x02030000] == regs[0x02030100]  # all the power is on phase A
+
+
+def test_meter_without_block_reads_refuses_the_block_di(bus):
+    b = bus(MeterSpec(A, block=False))
+    c = Client(b.port)
+    try:
+        f, _ = c.ask(dlt645.read_request(A, 0x0001FF00))
+        assert f.control == 0xD1 and f.err == dlt645.ERR_NO_DATA
+        assert c.read(A, 0x00010400) >= 0 and c.read(A, 0x00010000) > 0
+    finally:
+        c.close()
+    assert b.stats["abnormal"] == 1
+
+
+def test_help_describes_every_option_with_its_default():
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "tools.sim.meter", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    options = [w.strip("[,") for w in out.split() if w.startswith(("--", "[--")) and w.strip("[,") != "--help"]
+    options = sorted(set(o.split("]")[0] for o in options))
+    assert "--single-phase" in options and "--no-block" in options
+    help_text = out.split("options:", 1)[1]
+    blocks = {}
+    current = None
+    for line in help_text.splitlines():
+        s = line.strip()
+        if s.startswith("--"):
+            current = s.split()[0]
+            blocks[current] = s
+        elif current:
+            blocks[current] += " " + s
+    for o in options:
+        assert o in blocks and "(default: " in blocks[o], (o, blocks.get(o))
+
+
+def test_cli_single_phase_and_no_block_meters(tmp_path):
+    port = free_port()
+    p = Proc([sys.executable, "-m", "tools.sim.meter", "--port", port, "--meter", A, "--baud", 9600,
+              "--latency-ms", "0:2", "--single-phase", "--no-block"], "meter-sim", cwd=ROOT, log_dir=tmp_path)
+    try:
+        p.wait_output("READY port=%d" % port, timeout=20)
+        c = Client(port)
+        try:
+            for di in (0x02010200, 0x0001FF00):
+                f, _ = c.ask(dlt645.read_request(A, di))
+                assert f.abnormal and f.err == dlt645.ERR_NO_DATA
+            assert c.read(A, 0x02010100) > 0
+        finally:
+            c.close()
+        assert p.stop(timeout=10) == 0
+    finally:
+        p.kill()

@@ -2,6 +2,7 @@
 discovery, broadcast time sync, RS-485 driver-enable timing, 1997 reads, writes, baud probing."""
 
 import json
+import re
 import os
 import tempfile
 import time
@@ -243,3 +244,75 @@ def test_probe_baud(buses):
     assert res[0]["ok"] == [4800, [2400, 1200, 4800]]
     assert "ok" in res[1] and final["stats"]["timeouts"] == 2
     assert time.monotonic() - t0 < 30
+
+
+# -- firmware/metering with the master: a meter's capabilities learned once -------------------------
+CAPS_SCRIPT = ROOT / "tests/port/mp/metering_caps.py"
+PHASE_BC = ("02010200", "02010300", "02020200", "02020300")
+
+
+def run_metering(bus, steps, state_dir, inst=("v", "i", "p", "pf", "f"), timeout=120):
+    plan = {"state_dir": str(state_dir), "meter": A, "master": FAST, "inst": list(inst), "steps": steps}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="metering-plan-", delete=False) as f:
+        json.dump(plan, f)
+    try:
+        rc, out = run_micropython(CAPS_SCRIPT, bus.port, bus.control_port, f.name, timeout=timeout)
+    finally:
+        os.unlink(f.name)
+    assert rc == 0, out
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert lines and lines[-1].get("done") == len(lines) - 1, out
+    return lines[:-1]
+
+
+def err_counters(poll):
+    # what the heartbeat reports from the meter side; the full form is sent whenever this changes
+    s = poll["stats"]
+    return {k: v for k, v in (("meter_timeouts", s["timeouts"]), ("meter_corrupt", s["corrupt"]),
+                              ("meter_abnormal", s["abnormal"]), ("meter_failed_reads", poll["failed"])) if v}
+
+
+def test_single_phase_meter_polled_for_an_hour_and_a_day(buses, tmp_path):
+    # regression: a single-phase meter was asked for phases B and C every poll; each refusal counted in
+    # meter_abnormal, so every heartbeat went out in the full form. A block-refusing meter: the same for 0001FF00.
+    bus = start_bus(MeterSpec(A, phases=1, block=False), control=True)
+    buses.append(bus)
+    state = tmp_path / "state"
+    state.mkdir()
+    polls = run_metering(bus, [["poll", 5, 900]], state)  # first contact, then an hour at 900 s
+    first, hour = polls[0], polls[1:]
+    assert all(p["ok"] for p in polls)
+    assert first["stats"]["abnormal"] == 3 and first["phases"] == 1  # block, V phase B, I phase B: once
+    assert {tuple(sorted(err_counters(p).items())) for p in hour} == {(("meter_abnormal", 3),)}  # flat: short beats
+    for p in hour:
+        assert not set(p["asked"]) & set(PHASE_BC + ("0001FF00",)), p["asked"]
+        assert p["stats"]["refused"] == 0
+    inst = json.loads(hour[-1]["inst"])
+    assert len(inst["v"]) == 1 and len(inst["i"]) == 1 and set(inst) == {"v", "i", "p", "pf", "f"}
+    assert hour[-1]["inst"].count('"v":[') == 1 and re.search(r"\d\.\d{5,}", hour[-1]["inst"]) is None
+    caps = json.loads((state / "meter_caps.json").read_text())
+    assert caps[A]["phases"] == 1 and caps[A]["refused"] == ["0001FF00", "02010200", "02020200"]
+    refusals_sent = bus.stats["abnormal"]
+    assert refusals_sent == 3
+
+    # a reset: the capabilities come from flash, nothing refused is asked; then a day later a probe that
+    # finds the same refusals (known: not errors); then the meter drops out and comes back: probed again
+    steps = [["restart"], ["poll", 3, 900], ["poll", 1, 86400], ["poll", 2, 900],
+             ["fault", {"fault": "silence", "on": True, "address": A}], ["poll", 3, 900],
+             ["fault", {"fault": "silence", "on": False, "address": A}], ["poll", 3, 900]]
+    polls = run_metering(bus, steps, state)
+    boot = polls[:3]
+    for p in boot:
+        assert p["ok"] and not set(p["asked"]) & set(PHASE_BC + ("0001FF00",)) and err_counters(p) == {}
+    assert bus.stats["abnormal"] == refusals_sent + 6  # refusals sent since: the daily and meter_online probes
+    daily = polls[4]  # the first poll a day after the first contact's probe
+    assert {"0001FF00", "02010200", "02020200"} <= set(daily["asked"])
+    assert daily["stats"]["refused"] == 3 and daily["stats"]["abnormal"] == 0
+    assert not set(polls[3]["asked"] + polls[5]["asked"]) & set(PHASE_BC)
+    offline, back, probe, after = polls[6:9], polls[9], polls[10], polls[11]
+    assert [p["ok"] for p in offline] == [False] * 3 and offline[-1]["events"] == ["meter_offline"]
+    assert back["ok"] and back["events"] == ["meter_online"]
+    assert "02010200" in probe["asked"] and probe["stats"]["refused"] == 6
+    assert "02010200" not in after["asked"]
+    for p in polls[3:]:
+        assert p["stats"]["abnormal"] == 0  # known refusals never counted

@@ -1,0 +1,163 @@
+"""One simulated DL/T 645 meter: its load profile, energy registers, instantaneous values, clock and refusals."""
+
+import calendar
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from tools.sim.dlt645_wire import FORMATS, encode_value
+
+TARIFF_BY_HOUR = "444444442211333332211334"  # 1 sharp, 2 peak, 3 flat, 4 valley (local hour -> tariff)
+BLOCK_DI = 0x0001FF00
+# What a single-phase DL/T 645-2007 meter does not have: voltage, current and power of phases B and C.
+PHASE_BC_DIS = (0x02010200, 0x02010300, 0x02020200, 0x02020300, 0x02030200, 0x02030300)
+
+
+@dataclass
+class MeterSpec:
+    """What a simulated meter is: address, load profile, registers at start, timing, limits."""
+
+    address: str
+    base_kw: float = 1.2
+    swing_kw: float = 0.8  # daily sine amplitude, peaking at local noon
+    noise_kw: float = 0.1
+    export_kw: float = 0.0  # solar-like export peak at noon: net power can go negative (reverse energy)
+    phases: int = 3  # 1: a single-phase meter, which refuses phases B and C (ERR "no such data")
+    block: bool = True  # False: refuses the block DI 0001FF00 (ERR "no such data"); registers one by one
+    volts: float = 230.0
+    pf: float = 0.95
+    start_kwh: float = None  # forward total at start; None: seeded random
+    reverse_kwh: float = 0.0
+    clock_offset_s: float = 0.0  # meter clock minus true local time
+    latency_ms: tuple = None  # None: the bus default
+    max_frame_data: int = 200  # L limit of one reply frame; longer values go out as follow-up frames
+    meter_number: str = None  # 04000402 / C032; None: the address
+    password: str = "000000"  # for writes (14), level 02
+
+
+class Meter:
+    """One simulated meter: energy registers that grow with its load profile, instantaneous values, a clock."""
+
+    def __init__(self, spec, rng, speedup=1.0, utc_offset_s=8 * 3600):
+        self.spec = spec
+        self.address = spec.address
+        self.faults = {}  # fault name -> replies left to spoil (None: until switched off)
+        self.speedup = speedup
+        self.utc_offset_s = utc_offset_s
+        self.clock_offset_s = spec.clock_offset_s
+        self._rng = rng
+        self._lock = threading.Lock()
+        start = spec.start_kwh if spec.start_kwh is not None else rng.uniform(100, 9000)
+        total = int(round(start * 100))
+        shares = (0.15, 0.3, 0.35)
+        self._tariff = [int(total * s) for s in shares]
+        self._tariff.append(total - sum(self._tariff))  # tariffs sum to the total exactly
+        self._reverse = int(round(spec.reverse_kwh * 100))
+        self._residual = 0.0  # energy below 0.01 kWh not yet counted, kWh (signed: import > 0)
+        self._last = time.monotonic()
+        self._phase_v = [rng.uniform(-3, 3) for _ in range(3)]
+        self._p_kw = self._power(self.clock())
+        self._snap = None  # (monotonic time, instantaneous values)
+        self.followup = None  # the last read's reply split into parts, for follow-up requests (12 / 02)
+
+    # clock: naive local seconds (epoch-style, local time of the meter)
+    def clock(self):
+        return time.time() + self.utc_offset_s + self.clock_offset_s
+
+    def clock_tuple(self):
+        return tuple(time.gmtime(self.clock())[:6])
+
+    def set_clock(self, tm):
+        """tm = (year, month, day, hour, minute, second) as the meter's local time."""
+        self.clock_offset_s = calendar.timegm(tuple(tm[:6]) + (0, 0, 0)) - time.time() - self.utc_offset_s
+
+    def _power(self, clock_s):
+        tod = (clock_s % 86400) / 86400.0
+        sun = max(0.0, math.sin(2 * math.pi * (tod - 0.25)))
+        load = self.spec.base_kw + self.spec.swing_kw * math.sin(2 * math.pi * (tod - 0.25))
+        load = max(0.05, load + self._rng.gauss(0, self.spec.noise_kw))
+        return load - self.spec.export_kw * sun
+
+    def _advance(self):
+        now = time.monotonic()
+        while self._last < now:
+            dt = min(5.0, now - self._last)
+            self._last += dt
+            clock = self.clock() - (now - self._last)
+            self._p_kw = self._power(clock)
+            self._residual += self._p_kw * dt * self.speedup / 3600.0
+            counts = int(self._residual * 100)  # toward zero
+            if counts > 0:
+                self._tariff[int(TARIFF_BY_HOUR[int(clock % 86400) // 3600]) - 1] += counts
+            elif counts < 0:
+                self._reverse -= counts
+            self._residual -= counts / 100.0
+
+    def _instant(self, p):
+        """Instantaneous V/I/P/PF/f: measured once per second, like a meter, so reads agree with each other."""
+        now = time.monotonic()
+        if self._snap is not None and now - self._snap[0] < 1.0:
+            return self._snap[1]
+        rng = self._rng
+        n = self.spec.phases
+        weights = (1.0, 0.0, 0.0) if n == 1 else (0.4, 0.35, 0.25)
+        pf = round(min(1.0, max(0.5, self.spec.pf + rng.gauss(0, 0.005))), 3)
+        regs = {}
+        ptot = 0.0
+        for k in range(3):
+            v = round(self.spec.volts + self._phase_v[k] + rng.gauss(0, 0.3), 1) if k < n else 0.0
+            pk = round(p * weights[k], 4)
+            i = round(pk * 1000 / (v * pf), 3) if v else 0.0  # P = V * I * PF per phase
+            regs[0x02010100 + 0x100 * k] = v
+            regs[0x02020100 + 0x100 * k] = i
+            regs[0x02030100 + 0x100 * k] = pk
+            ptot += pk
+        regs[0x02030000] = round(ptot, 4)
+        regs[0x02060000] = pf
+        regs[0x02800002] = round(50 + rng.gauss(0, 0.02), 2)
+        self._snap = (now, regs)
+        return regs
+
+    def registers(self):
+        """Current value of every DI this meter serves, as the meter would report it (rounded)."""
+        with self._lock:
+            self._advance()
+            t = list(self._tariff)
+            rev = self._reverse
+            regs = dict(self._instant(self._p_kw))
+        fwd = sum(t)
+        regs[0x00000000] = (fwd - rev) / 100  # combined = forward - reverse
+        regs[0x00010000] = fwd / 100
+        regs[0x00020000] = rev / 100
+        regs[0x0001FF00] = [fwd / 100] + [x / 100 for x in t]
+        for k in range(4):
+            regs[0x00010100 + 0x100 * k] = t[k] / 100
+        y, mo, d, h, mi, s = self.clock_tuple()
+        regs[0x04000101] = "%04d-%02d-%02d" % (y, mo, d)
+        regs[0x04000102] = "%02d:%02d:%02d" % (h, mi, s)
+        regs[0x04000401] = self.address
+        regs[0x04000402] = self.spec.meter_number or self.address
+        regs[0x9010] = fwd / 100
+        regs[0xB611] = int(round(regs[0x02010100]))
+        regs[0xB621] = round(abs(regs[0x02020100]), 2)
+        regs[0xB630] = abs(regs[0x02030000])
+        regs[0xC010] = regs[0x04000101]
+        regs[0xC011] = regs[0x04000102]
+        regs[0xC032] = regs[0x04000402]
+        return {di: v for di, v in regs.items() if self.has(di)}
+
+    def has(self, di):
+        """False for a DI this meter does not keep (answered with ERR "no such data")."""
+        if di not in FORMATS:
+            return False
+        if self.spec.phases == 1 and di in PHASE_BC_DIS:
+            return False
+        return self.spec.block or di != BLOCK_DI
+
+    def read(self, di):
+        """(value, value bytes) of a DI, or None if this meter has no such data."""
+        if not self.has(di):
+            return None
+        v = self.registers()[di]
+        return v, encode_value(di, v)
