@@ -2,6 +2,9 @@
 
 Figures: cycle time against the pure wire time of every byte exchanged (requests with their FE preamble,
 replies with theirs; 11 bits per byte), their ratio (target <= 1.25), master CPU per read, codec speed.
+Then firmware/metering polling a single-phase meter that refuses block reads (every `inst` item, 2400 baud,
+zero latency): requests and bus time of the first poll (it learns the refusals) against a poll after it,
+and the size of the capabilities file on flash.
 """
 
 import os
@@ -62,6 +65,67 @@ if len(sys.argv) > 2:
 """
 
 
+_POLL_SCRIPT = r"""
+import sys
+sys.path[:0] = [%(lib)r, %(root)r]
+import asyncio, json, time
+from dlt645_master import Master
+from tcpuart import TcpUart
+from firmware.metering import Metering
+
+
+class Clock:
+    t = 1795430400
+
+    def now(self):
+        return self.t
+
+    def stamp(self):
+        return self.t, "gnss"
+
+
+class Log:
+    def debug(self, *a):
+        pass
+
+    info = warning = debug
+
+
+class Terminal:
+    def __init__(self, port):
+        self.cfg = {"state_dir": %(state)r, "inst": ["v", "i", "p", "pf", "f"], "meters": [%(meter)r],
+                    "log_level": "info", "time_sync_meters": False}
+        self.master = Master(TcpUart("127.0.0.1:%%d" %% port), baud=%(baud)d, timeout_ms=1000)
+        self.clock, self.log = Clock(), Log()
+
+    def emit_event(self, kind, data=None):
+        pass
+
+    def store(self, kind, body):
+        pass
+
+
+async def main(port, polls):
+    t = Terminal(port)
+    m = Metering(t)
+    out = []
+    for _ in range(polls):
+        before = dict(t.master.stats)
+        t0 = time.ticks_ms()
+        r = await m.poll_and_store(%(meter)r)
+        st = t.master.stats
+        out.append({"ms": time.ticks_diff(time.ticks_ms(), t0), "ok": r is not None,
+                    "requests": st["requests"] - before["requests"], "abnormal": st["abnormal"] - before["abnormal"],
+                    "bytes": st["bytes_tx"] + st["bytes_rx"] - before["bytes_tx"] - before["bytes_rx"]})
+        t.clock.t += 900
+    print(json.dumps(out))
+
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+POLLS = 4
+
+
 def _micropython():
     exe = Path(sys.executable).parent / "micropython"
     return str(exe) if exe.exists() else "micropython"
@@ -82,6 +146,42 @@ def _run(script, *args):
 
 
 def run():
+    figures = _master()
+    figures.update(_single_phase_poll())
+    return figures
+
+
+def _single_phase_poll():
+    import json
+
+    meter = METERS[0]
+    with tempfile.TemporaryDirectory(prefix="bench_caps_") as state:
+        with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="bench_poll_", delete=False) as f:
+            f.write(_POLL_SCRIPT % {"lib": str(ROOT / "lib"), "root": str(ROOT), "state": state, "meter": meter,
+                                    "baud": BAUD})
+        bus = MeterBus([MeterSpec(meter, phases=1, block=False)], baud=BAUD, seed=1, latency_ms=(0, 0))
+        try:
+            out, _ = _run(f.name, bus.start(), POLLS)
+        finally:
+            bus.stop()
+            os.unlink(f.name)
+        caps_bytes = os.path.getsize(os.path.join(state, "meter_caps.json"))
+    polls = json.loads(out.strip().splitlines()[-1])
+    if not all(p["ok"] for p in polls) or any(p["abnormal"] for p in polls[1:]):
+        raise RuntimeError("unexpected poll results: %r" % polls)
+    first, later = polls[0], polls[1:]
+    return {
+        "single_phase_first_poll_requests": first["requests"],
+        "single_phase_first_poll_refusals": first["abnormal"],
+        "single_phase_first_poll_ms": first["ms"],
+        "single_phase_poll_requests": later[-1]["requests"],
+        "single_phase_poll_ms": round(sum(p["ms"] for p in later) / len(later), 1),
+        "single_phase_poll_bytes": later[-1]["bytes"],
+        "meter_caps_file_bytes": caps_bytes,
+    }
+
+
+def _master():
     import json
 
     with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="bench_dlt645_", delete=False) as f:
