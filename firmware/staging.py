@@ -113,14 +113,14 @@ def _size(path):
 
 
 def _makedirs(path):
-    cur = ""
+    cur = "/" if path.startswith("/") else ""
     for part in path.split("/"):
-        cur = cur + "/" + part if cur or path.startswith("/") else part
-        if part and _size(cur) < 0:
-            try:
-                os.mkdir(cur)
-            except OSError:
-                pass
+        if not part:
+            continue
+        cur = cur + part
+        if _size(cur) < 0:
+            os.mkdir(cur)
+        cur += "/"
 
 
 def rmtree(path):
