@@ -1,5 +1,10 @@
 """bdmeter entry point: `micropython main.py [config.json]` on the unix port;
-on a board, MicroPython runs it after boot.py and the config comes from flash."""
+on a board, MicroPython runs it after boot.py and the config comes from flash.
+
+It picks the code to run: the factory install beside this file, or an update staged in
+/app_a or /app_b (firmware/slots: a new version gets one trial boot; if it crashes while
+loading, the previous version is loaded instead). This file and boot.py are never updated.
+"""
 
 import gc
 import sys
@@ -10,20 +15,58 @@ import sys
 # collecting that often would triple the CPU per poll cycle for no measurable gain, so it stops.
 gc.threshold(4096)
 
-
-def _paths():
-    # The tree beside this file mirrors a board's flash: lib/ holds the
-    # drivers and the fetched packages. In a source checkout the packages
-    # fetched by `make deps` sit in build/lib.
-    here = __file__.rpartition("/")[0] or "."
-    for sub in ("/lib", "/build/lib"):
-        if here + sub not in sys.path:
-            sys.path.append(here + sub)
+_ROOT = __file__.rpartition("/")[0]  # "" on a board (main.py at /): the slots are /app_a, /app_b
+_SYS_PATH = list(sys.path)
 
 
-_paths()
+def _use(paths):
+    # Only the chosen slot's tree: a module missing there must fail, not load from another version.
+    here = _ROOT or "/"
+    sys.path[:] = paths + [p for p in _SYS_PATH if p not in ("", here)]
 
-from firmware import app  # noqa: E402
 
-gc.threshold(-1)  # loaded: collect only when an allocation needs it
-app.main(sys.argv[1] if len(sys.argv) > 1 else None)
+def _purge():
+    # Forget every module loaded from flash, so the next import reads the other slot's files.
+    for name in list(sys.modules):
+        f = getattr(sys.modules[name], "__file__", None)
+        if f and (f.startswith(_ROOT) or name == "firmware" or name.startswith("firmware.")):
+            del sys.modules[name]
+    gc.collect()
+
+
+def _run(cfg):
+    _use([_ROOT + "/lib", _ROOT + "/build/lib", _ROOT or "/"])
+    from firmware import slots  # the factory install's: every version reads the same state file
+
+    for _ in range(4):  # a switch, a failed trial, its rollback: a few selections at most per process
+        try:
+            slot, _ = slots.boot(_ROOT)
+        except (OSError, ValueError) as e:
+            print("slot state unusable (%s): factory install" % (e,))
+            slot = slots.BASE
+        _purge()
+        _use(slots.slot_path(_ROOT, slot))
+        try:
+            from firmware import app
+        except Exception as e:  # noqa: BLE001 - any failure to load a trial version means roll back
+            _purge()
+            if slots.read(_ROOT).get("trial") != slot:
+                raise  # the confirmed version itself does not load: nothing older to go back to
+            sys.print_exception(e)
+            slots.fail(_ROOT, "import: %s: %s" % (type(e).__name__, e))
+            try:
+                import machine
+
+                machine.reset()  # the next boot rolls back
+            except (ImportError, AttributeError):
+                pass  # the unix port: select again in-process
+            continue
+        gc.threshold(-1)  # loaded: collect only when an allocation needs it
+        if app.main(cfg, _ROOT, slot) != "reselect":
+            return
+        gc.threshold(4096)
+        _purge()
+    sys.exit("no slot settles")
+
+
+_run(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -18,6 +18,7 @@ from firmware.locating import Locating
 from firmware.metering import Metering
 from firmware.outbox import Outbox, makedirs
 from firmware.supervision import guarded, note_reset, reason, take_reset_note
+from firmware.update import Updater
 from firmware.uplink import Uplink
 
 _BOARD_CONFIG = "config.json"
@@ -26,7 +27,7 @@ _TIME_SYNC_EVERY_S = 86400
 _MIN_LADDER_RESET_S = 1800
 _FULL_EVERY = 12  # a full heartbeat at least hourly at the default 5-minute interval
 # how long each task may go without checking in before the supervisor stops feeding the watchdog
-_ALLOW_S = {"meter": 180, "gnss": 400, "uplink": 900, "cmd": 300, "heartbeat": 300}
+_ALLOW_S = {"meter": 180, "gnss": 400, "uplink": 900, "cmd": 300, "heartbeat": 300, "update": 300}
 _CRASH_PAUSE_S = 5  # after an unexpected exception, before the reset: a crash that repeats must not spin
 _RESET_NOTE = "/reset_why"  # in state_dir: why the terminal last reset itself
 
@@ -38,7 +39,7 @@ class Reset(Exception):
 class Terminal:
     ModemError = quectel.ModemError
 
-    def __init__(self, cfg_path, reset_cause):
+    def __init__(self, cfg_path, reset_cause, root="", slot="base"):
         self.cfg_path = cfg_path or _BOARD_CONFIG
         self.log = logmod.get("bdmeter")
         cfg, source = config.load(self.cfg_path, self.log)
@@ -85,6 +86,7 @@ class Terminal:
         self.metering = Metering(self)
         self.locating = Locating(self)
         self.uplink = Uplink(self)
+        self.update = Updater(self, root, slot)
         self.commands = Commands(self)
 
     # -- records -------------------------------------------------------------
@@ -141,6 +143,10 @@ class Terminal:
     # -- supervision ---------------------------------------------------------
     def checkin(self, task, allow_s=None):
         self._checkins[task] = (self.clock.uptime_s(), allow_s or _ALLOW_S[task])
+
+    def checkins(self):
+        """task -> (uptime of its last check-in, allowance in s)."""
+        return self._checkins
 
     async def sleep_checked(self, task, seconds):
         """Sleep `seconds`, checking in at least every few seconds so the supervisor sees the task alive."""
@@ -225,7 +231,8 @@ class Terminal:
         extra = None
         if full:
             extra = {"nsat": self.locating.nsat, "heap": gc.mem_free(), "heap_peak": self.heap_peak,
-                     "reset": self.reset_cause, "err": self.error_counters()}
+                     "reset": self.reset_cause, "err": self.error_counters(), "fw": VERSION,
+                     "upd": self.update.summary()}
         return payloads.heartbeat(ts, tsrc, self.clock.uptime_s(), self.csq, self.locating.fix, len(self.outbox),
                                   extra)
 
@@ -280,7 +287,7 @@ class Terminal:
             self.checkin(name)
         tasks = [asyncio.create_task(guarded(name, coro, self._task_ended)) for name, coro in (
             ("meter", self.metering.run()), ("gnss", self.locating.run()), ("uplink", self.uplink.run()),
-            ("cmd", self.commands.run()), ("heartbeat", self._heartbeat()))]
+            ("cmd", self.commands.run()), ("heartbeat", self._heartbeat()), ("update", self.update.run()))]
         try:
             await self._supervise()
         finally:
@@ -307,14 +314,17 @@ def _reset_cause():
         return "power"  # the unix port: a process start is a power-on
 
 
-def main(cfg_path=None):
+def main(cfg_path=None, root="", slot="base"):
+    """Run the terminal; returns "reselect" (unix port only) when the next boot must load another slot."""
+    from firmware import slots
+
     cause = _reset_cause()
     log = logmod.get("bdmeter")
     while True:
         t = None
         why = None
         try:
-            t = Terminal(cfg_path, cause)
+            t = Terminal(cfg_path, cause, root, slot)
             asyncio.run(t.run())
         except KeyboardInterrupt:
             log.info("stopped")
@@ -346,4 +356,6 @@ def main(cfg_path=None):
             pass
         cause = "soft"
         asyncio.new_event_loop()
+        if slots.next_boot(root) != slot:
+            return "reselect"  # the unix port restarts in-process: main.py loads the other slot's code
     sys.exit(0)

@@ -26,6 +26,7 @@ class Commands:
             "config.set": self._config_set,
             "sync_time": self._sync_time,
             "reboot": self._reboot,
+            "update": t.update.command,
         }
 
     @property
@@ -34,6 +35,9 @@ class Commands:
 
     def incoming(self, topic, msg):
         """MQTT callback (runs in the session's reader): queue, never work here."""
+        if (topic if isinstance(topic, bytes) else topic.encode()).endswith(b"/updc"):  # update chunks: checked by hash and signature, not HMAC
+            self.t.update.incoming(msg)
+            return
         if len(self._queue) >= _QUEUE_MAX:
             self.dropped += 1
             return

@@ -45,6 +45,8 @@ _DEFAULTS = {
     "outbox_max": 1000,
     "state_dir": "data",
     "wdt_ms": 30000,
+    "update_pubkey": "",  # hex Ed25519 public key of the release host; empty: every update is refused
+    "update_confirm_s": 600,  # a new version must be online with every task alive within this, or it rolls back
     "log_level": "info",
 }
 
@@ -141,6 +143,8 @@ _RULES = {
     "outbox_max": (_INT, lambda v: 10 <= v <= 100000, "10..100000"),
     "state_dir": (str, lambda v: bool(v), "a directory"),
     "wdt_ms": (_INT, lambda v: 1000 <= v <= 600000, "1000..600000"),
+    "update_pubkey": (str, lambda v: not v or (len(v) == 64 and _hexkey(v)), "64 hex digits (32 bytes) or empty"),
+    "update_confirm_s": (_INT, lambda v: 30 <= v <= 86400, "30..86400"),
     "log_level": (str, lambda v: v in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
 }
 

@@ -67,6 +67,7 @@ class Uplink:
         try:
             await s.connect(will=(self.topic("status"), payloads.WILL, 1, True))
             await s.subscribe(self.topic("cmd"), 1)
+            await s.subscribe(self.topic("updc"), 0)
             ts, tsrc = t.clock.stamp()
             await s.publish(self.topic("status"), payloads.status_online(ts, tsrc), qos=1, retain=True)
         except BaseException:

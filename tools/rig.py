@@ -40,7 +40,7 @@ class TerminalRig:
     def __init__(self, workdir, *, imei="861234567890123", address="000072007201", home=(40.8425, 111.7490, 1065.0),
                  key="000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", broker=None, seed=3,
                  meter_kw=30.0, speedup=60.0, baud=9600, latency_ms=(5, 20), delay_scale=0.05, cfg=None,
-                 heapsize=None, start=True):
+                 heapsize=None, start=True, code=None):
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.imei, self.address, self.home, self.key = imei, address, home, key
@@ -54,6 +54,7 @@ class TerminalRig:
                               delay_scale=delay_scale, seed=seed)
         self.modem_port = self.modem.start(control_port=0)  # the control port is the board's reset line
         self.heapsize = heapsize
+        self.code = code or ROOT / "build/mpy"  # the board's flash: main.py, boot.py and the code tree
         self.cfg_path = workdir / "config.json"
         config = {
             "board": "unix", "meter_uart": "%s:%d" % (LOOPBACK, self.meter_port),
@@ -96,7 +97,7 @@ class TerminalRig:
         if self.heapsize:
             argv += ["-X", "heapsize=%s" % self.heapsize]
         self.starts += 1
-        self.fw = Proc(argv + [ROOT / "build/mpy/main.py", self.cfg_path], "firmware", log_dir=self.dir)
+        self.fw = Proc(argv + [self.code / "main.py", self.cfg_path], "firmware", log_dir=self.dir)
 
     def power_cut(self):
         """SIGKILL the firmware's process group: no goodbye, exactly like pulling the plug."""
