@@ -35,7 +35,8 @@ class Commands:
 
     def incoming(self, topic, msg):
         """MQTT callback (runs in the session's reader): queue, never work here."""
-        if (topic if isinstance(topic, bytes) else topic.encode()).endswith(b"/updc"):  # update chunks: checked by hash and signature, not HMAC
+        # update chunks: checked by hash and signature, not HMAC, and never queued behind commands
+        if (topic if isinstance(topic, bytes) else topic.encode()).endswith(b"/updc"):
             self.t.update.incoming(msg)
             return
         if len(self._queue) >= _QUEUE_MAX:
