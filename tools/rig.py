@@ -78,6 +78,8 @@ class TerminalRig:
         self.obs.loop_start()
         self.fw = None
         self.starts = 0
+        self.bundle = None  # a tools.release.Bundle: the checker then answers the terminal's update chunk requests
+        self.chunks_served = 0
         self.fail_on = None  # a text that, once in the firmware's log, fails every wait at once (e.g. MemoryError)
         if start:
             self.start_firmware()
@@ -87,6 +89,11 @@ class TerminalRig:
             body = json.loads(m.payload)
         except ValueError:
             body = m.payload
+        if self.bundle is not None and m.topic == self.prefix + "upd":
+            ans = self.bundle.answer(m.payload)
+            if ans is not None:
+                client.publish(self.prefix + "updc", ans, qos=0)
+                self.chunks_served += 1
         with self.lock:
             self.msgs.append((time.monotonic(), m.topic.rpartition("/")[2], body, m.retain))
             self.lock.notify_all()

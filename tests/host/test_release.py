@@ -1,5 +1,6 @@
 """tools/release: key handling, a signed bundle the terminal's own checks accept, refusals, chunk serving."""
 
+import base64
 import json
 import sys
 
@@ -7,7 +8,7 @@ import pytest
 
 from harness import ROOT
 from tools import release
-from updkit import versioned_tree
+from tools.release import rehearsal_tree as versioned_tree
 
 sys.path.insert(0, str(ROOT / "lib"))
 from firmware import VERSION, staging  # noqa: E402
@@ -42,6 +43,11 @@ def test_pack_verify_and_the_terminal_accepts_it(tmp_path):
     assert b.chunk("firmware/app.mpy", 5, 7) == (out / "files/firmware/app.mpy").read_bytes()[5:12]
     assert b.chunk("nope", 0, 1) is None and b.chunk("manifest", -1, 1) is None
     assert b.chunk("manifest", len(b.manifest), 10) == b""
+    # the answers the head-end publishes on updc
+    ans = json.loads(b.answer(json.dumps({"v": 2, "ver": "0.2.0", "f": "manifest", "off": 4, "n": 6})))
+    assert ans["off"] == 4 and base64.b64decode(ans["data"]) == b.manifest[4:10]
+    assert json.loads(b.answer(b'{"ver":"0.2.0","f":"lib/none.mpy","off":0,"n":9}'))["error"] == "range"
+    assert b.answer(b'{"ver":"0.1.0","f":"manifest","off":0,"n":9}') is None and b.answer(b"junk") is None
     # tampering with a file after signing is caught; so is another key
     (out / "files/firmware/app.mpy").write_bytes(b"x")
     assert release.verify(out, pub) == ["firmware/app.mpy: size or hash differs from the manifest"]
