@@ -9,11 +9,14 @@ for a reset, and that reset boots the previous version (firmware/slots).
 
 import asyncio
 import json
+import os
 from binascii import a2b_base64
 
-from firmware import VERSION, payloads, slots, staging
+from firmware import VERSION, payloads, slots
 from firmware.auth import Refused
-from firmware.staging import Stager, UpdateError
+
+# firmware.staging (with lib/ed25519 and lib/sha512, ~14 KB of bytecode) is imported only when an update
+# is offered or was cut short by a reset: a terminal that is not updating keeps that heap free.
 
 CHUNK = 1024  # bytes per chunk: ~1.4 KB of base64 in an answer, well inside the 4 KB MQTT limit
 _ANSWER_MS = 10000  # wait for one chunk before asking again
@@ -55,9 +58,11 @@ class Updater:
             raise Refused("no_update_key")
         if self.trial:
             raise Refused("busy")  # a version on trial must confirm before it takes another
+        from firmware import staging
+
         try:
             offer = staging.check_offer(args, VERSION)
-        except UpdateError as e:
+        except staging.UpdateError as e:
             raise Refused(e.code)
         if self._offer is not None and self._offer["ver"] != offer["ver"]:
             raise Refused("busy")
@@ -77,13 +82,16 @@ class Updater:
         self._report_last()
         if self.trial:
             await self._confirm()
-        try:
-            st = Stager(self.root, self.pubkey, self.slot) if self.pubkey else None
-        except UpdateError:
-            st = None
-        if st is not None and st.pending() is not None and self._offer is None:
-            self._offer = st.offer  # a download cut by a reset: carry on
-            self.offered = st.offer["ver"]
+        if self.pubkey and self._interrupted():
+            from firmware import staging
+
+            try:
+                st = staging.Stager(self.root, self.pubkey, self.slot)
+                if st.pending() is not None and self._offer is None:
+                    self._offer = st.offer  # a download cut by a reset: carry on
+                    self.offered = st.offer["ver"]
+            except staging.UpdateError:
+                pass
         while True:
             t.checkin("update")
             if self._offer is None:
@@ -94,6 +102,18 @@ class Updater:
                     pass
                 continue
             await self._apply(self._offer)
+
+    def _interrupted(self):
+        """A spare slot holds an accepted offer but no `.ok` mark: a download was cut short."""
+        for s in slots.SLOTS:
+            d = slots.slot_dir(self.root, s)
+            try:
+                os.stat(d + "/offer.json")
+            except OSError:
+                continue
+            if not slots.complete(self.root, s):
+                return True
+        return False
 
     def _event(self, state, **data):
         data["state"] = state
@@ -172,17 +192,22 @@ class Updater:
             if a.get("ver") != ver or a.get("f") != f or a.get("off") != off:
                 return None  # an answer to another request
             if a.get("error"):
+                from firmware.staging import UpdateError
+
                 raise UpdateError("truncated" if a["error"] == "range" else "not_served", str(a["error"])[:40])
             return a2b_base64(a["data"])
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
 
     async def _apply(self, offer):
+        from firmware import staging
+        from firmware.staging import UpdateError
+
         t = self.t
         ver = offer["ver"]
         st = None
         try:
-            st = Stager(self.root, self.pubkey, self.slot)
+            st = staging.Stager(self.root, self.pubkey, self.slot)
             if not (st.pending() is not None and st.same(offer)):
                 self._event("fetching", step="manifest")
                 m = bytearray()
