@@ -170,9 +170,12 @@ class Updater:
             self._got.clear()
             self._answer = None
             req = payloads.dumps({"v": payloads.V, "ver": ver, "f": f, "off": off, "n": n})
+            connects = t.uplink.connects
             await t.uplink.publish("upd", req, qos=0)
             deadline = _ANSWER_MS
             while deadline > 0:
+                if t.uplink.connects != connects or not t.uplink.connected:
+                    break  # the link dropped: the request died with it, ask again once it is back
                 try:
                     await asyncio.wait_for_ms(self._got.wait(), 1000)
                 except asyncio.TimeoutError:
@@ -183,7 +186,9 @@ class Updater:
                 data = self._parse(self._answer, ver, f, off)
                 if data is not None:
                     return data
-            silent += 1
+                deadline -= 100  # a stale or foreign answer: a flood of them still ends the wait
+            else:
+                silent += 1
         return None
 
     def _parse(self, msg, ver, f, off):

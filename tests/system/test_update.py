@@ -47,7 +47,8 @@ def setup(tmp_path_factory):
     pub = release.keygen(key)
     bundles = {}
     crash = {"app": 'raise RuntimeError("boom at import")\n'}
-    for ver, over in (("0.2.0", None), ("0.3.0", crash), ("0.4.0", {"uplink": OFFLINE_UPLINK})):
+    for ver, over in (("0.2.0", None), ("0.3.0", crash), ("0.4.0", {"uplink": OFFLINE_UPLINK}),
+                      ("0.5.0", None)):
         tree = versioned_tree(d / ("tree-" + ver), ver, over)
         release.pack(key, tree, d / ("bundle-" + ver), ver)
         bundles[ver] = release.Bundle(d / ("bundle-" + ver))
@@ -127,3 +128,27 @@ def test_new_version_that_never_gets_online_rolls_back(setup):
                                                   if e["ver"] == "0.4.0"], 120)
     assert back[0]["running"] == "0.2.0" and back[0]["why"] == "not confirmed in 30 s"
     assert json.loads((flash / "slots.json").read_text())["confirmed"] == "a"
+
+
+def test_download_resumes_after_link_loss_and_power_cut(setup):
+    rig, bundles, flash = setup
+    b = bundles["0.5.0"]
+    rig.bundle = b
+    start = rig.chunks_served
+    rid, _ = rig.command("update", b.offer())
+    assert rig.answer(rid)["ok"]
+    rig.wait("20 chunks", lambda: rig.chunks_served - start >= 20, 60)
+    rig.modem.set_fault("peer_close")  # the server side drops the connection mid-download
+    rig.wait("40 chunks after the link came back", lambda: rig.chunks_served - start >= 40, 60)
+    rig.power_cut()
+    cut_at = rig.chunks_served - start
+    rig.start_firmware()  # power back: the download carries on from what reached flash, unasked
+    staged = rig.wait("0.5.0 staged", lambda: [e for e in _update_events(rig, "staged") if e["ver"] == "0.5.0"], 120)
+    assert staged
+    resumed = [e for e in _update_events(rig, "downloading") if e["ver"] == "0.5.0" and e["done"]]
+    assert resumed and resumed[0]["done"] > 0  # the first progress after the cut starts part-way
+    rig.wait("0.5.0 confirmed", lambda: [e for e in _update_events(rig, "confirmed") if e["ver"] == "0.5.0"], 90)
+    total = rig.chunks_served - start
+    chunks_needed = sum((size + 1023) // 1024 for _, size, _ in b.entries) + (len(b.manifest) + 1023) // 1024
+    assert cut_at >= 40 and total < chunks_needed + 45, (cut_at, total, chunks_needed)
+    assert json.loads((flash / "slots.json").read_text())["ver"] == "0.5.0"
