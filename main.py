@@ -36,12 +36,13 @@ def _purge():
 
 def _run(cfg):
     _use([_ROOT + "/lib", _ROOT + "/build/lib", _ROOT or "/"])
+    from firmware import VERSION  # the factory install's version
     from firmware import slots  # the factory install's: every version reads the same state file
 
     failed = 0
     while failed < 3:  # a trial that fails to load is rolled back by the next selection: never 3 in a row
         try:
-            slot, _ = slots.boot(_ROOT)
+            slot, _ = slots.boot(_ROOT, VERSION)
         except (OSError, ValueError) as e:
             print("slot state unusable (%s): factory install" % (e,))
             slot = slots.BASE

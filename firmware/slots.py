@@ -89,9 +89,24 @@ def next_boot(root):
     return st["confirmed"] if complete(root, st["confirmed"]) else BASE
 
 
-def boot(root):
-    """Choose the slot to run now and record a trial's one attempt; returns (slot, state)."""
+def _vt(ver):
+    try:
+        return tuple(int(x) for x in ver.split("."))
+    except (AttributeError, ValueError):
+        return None
+
+
+def boot(root, base_ver=None):
+    """Choose the slot to run now and record a trial's one attempt; returns (slot, state).
+
+    `base_ver` is the factory install's version: a confirmed slot that is not newer than it was
+    overtaken by a deploy, and the factory install becomes the confirmed version again.
+    """
     st = read(root)
+    cv, bv = _vt(st.get("ver")), _vt(base_ver)
+    if st["confirmed"] != BASE and cv is not None and bv is not None and cv <= bv:
+        st["confirmed"], st["ver"] = BASE, None
+        write(root, st)
     trial = st.get("trial")
     if trial:
         if st.get("tries") or not complete(root, trial):

@@ -198,3 +198,15 @@ def test_resume_after_reset_continues_where_flash_stopped():
     assert st2.finish() == "a" and slots.next_boot(root) == "a"
     assert raises(UpdateError, Stager, root, PUB, "base").code == "busy"  # a trial is pending
     rmtree(root)
+
+
+def test_a_deploy_newer_than_the_confirmed_slot_wins():
+    root = scratch("upd-deploy")
+    offer, m, files = _bundle("0.2.0")
+    _stage_all(root, offer, m, files)
+    slots.boot(root, "0.1.0")
+    slots.confirm(root, "a")
+    assert slots.boot(root, "0.1.0")[0] == "a"  # the update is newer than the factory install
+    chosen, st = slots.boot(root, "0.3.0")  # a site visit deployed 0.3.0 as the factory install
+    assert chosen == "base" and st["confirmed"] == "base" and slots.read(root)["confirmed"] == "base"
+    rmtree(root)
