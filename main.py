@@ -21,8 +21,8 @@ _SYS_PATH = list(sys.path)
 
 def _use(paths):
     # Only the chosen slot's tree: a module missing there must fail, not load from another version.
-    here = _ROOT or "/"
-    sys.path[:] = paths + [p for p in _SYS_PATH if p not in ("", here)]
+    base = ("", _ROOT or "/", _ROOT + "/lib", _ROOT + "/build/lib")  # a board's default path has /lib
+    sys.path[:] = paths + [p for p in _SYS_PATH if p not in base]
 
 
 def _purge():
