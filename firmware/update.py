@@ -88,6 +88,7 @@ class Updater:
             try:
                 st = staging.Stager(self.root, self.pubkey, self.slot)
                 if st.pending() is not None and self._offer is None:
+                    staging.check_offer(st.offer, VERSION)  # still newer than what runs (or allowed older)
                     self._offer = st.offer  # a download cut by a reset: carry on
                     self.offered = st.offer["ver"]
             except staging.UpdateError:

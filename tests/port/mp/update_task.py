@@ -149,6 +149,36 @@ def test_offers_refused_without_key_while_on_trial_or_older(d):
     assert asyncio.run(call(u, dict(offer, ver="9.0.1"))) == "busy"  # one version at a time
 
 
+def _interrupted_download(d, ver):
+    import hashlib
+    import json
+    import os
+
+    for p in (d, d + "/app_a"):
+        try:
+            os.mkdir(p)
+        except OSError:
+            pass
+    h = "".join("%02x" % b for b in hashlib.sha256(b"v").digest())
+    m = json.dumps({"app": "bdmeter", "ver": ver, "files": [["firmware/__init__.mpy", 1, h]]})
+    sig = "".join("%02x" % b for b in edsign.sign(bytes(range(32)), m.encode()))
+    offer = {"ver": ver, "msize": len(m), "sig": sig, "downgrade": False}
+    with open(d + "/app_a/offer.json", "w") as f:
+        f.write(json.dumps({"offer": offer, "manifest": m}))
+    return d
+
+
+def test_interrupted_download_resumes_only_if_still_newer(d):
+    t = Terminal()
+    u = updmod.Updater(t, _interrupted_download(d + "/newer", "9.9.9"), "base")
+    asyncio.run(_run_for(u, t, 1, ("meter",)))
+    assert u.offered == "9.9.9" and t.uplink.sent and '"f":"firmware/__init__.mpy"' in t.uplink.sent[0][1]
+    t = Terminal()
+    u = updmod.Updater(t, _interrupted_download(d + "/same", VERSION), "base")
+    asyncio.run(_run_for(u, t, 1, ("meter",)))
+    assert u.offered is None and not t.uplink.sent
+
+
 def main(d):
     passed = failed = 0
     for name in sorted(k for k in globals() if k.startswith("test_")):
