@@ -45,6 +45,10 @@ def test_the_installed_command_works_from_any_folder(db):
     line = next(x for x in p.stdout.splitlines() if x.startswith(TID))
     assert "000072007201" in line and "321.09" in line
     assert _run(["--help"]).stdout.startswith("usage: bdmeter-headend")
+    # the module form works from another folder too, with the venv's interpreter
+    p = subprocess.run([sys.executable, "-m", "tools.headend", "status", "--db", db], cwd="/", capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0 and TID in p.stdout, p.stderr
 
 
 def test_status_imports_neither_pillow_nor_the_mqtt_client(db):

@@ -28,14 +28,17 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the last ones
             self.db.execute("PRAGMA synchronous=NORMAL")
-            # the schema is created or upgraded in one write transaction, so concurrent workers wait for it
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                self.migrated = schema.ensure(self.db)
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+            self.migrated = False
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != schema.VERSION:
+                # created or upgraded in one write transaction, so concurrent workers wait for it; a current
+                # database is opened without taking the write lock (status and report only read)
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    self.migrated = schema.ensure(self.db)
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
 
     def close(self):
         with self.lock:
