@@ -135,8 +135,8 @@ def cmd_status(a):
               % (c.get("stored", 0), c.get("duplicate", 0), c.get("conflict", 0), c.get("invalid", 0),
                  c.get("heartbeat", 0)))
         if c.get("conflict"):
-            print("%d records had the terminal, incarnation and seq of a stored record but other content: "
-                  "kept in table conflicts" % c["conflict"])
+            print("%s had the terminal, incarnation and seq of a stored record but other content: "
+                  "kept in table conflicts" % view.plural(c["conflict"], "record"))
         several = {i["tid"] for i in incs if i["missing"]} | {
             t for t in shown if sum(1 for i in incs if i["tid"] == t) > 1}
         if several:

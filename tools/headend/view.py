@@ -56,18 +56,23 @@ def table(fleet, now=None, tz=timezone.utc):
     return "\n".join(out)
 
 
+def plural(n, word):
+    return "%d %s%s" % (n, word, "" if n == 1 else "s")
+
+
 def state_counts(fleet):
     """'3 online, 1 silent, 0 offline, 0 unknown (4 terminals)'."""
     n = {s: 0 for s in STATES}
     for t in fleet:
         n[t["state"]] = n.get(t["state"], 0) + 1
-    return "%s (%d terminals)" % (", ".join("%d %s" % (v, k) for k, v in n.items()), len(fleet))
+    return "%s (%s)" % (", ".join("%d %s" % (v, k) for k, v in n.items()), plural(len(fleet), "terminal"))
 
 
 def incarnation_line(i):
     """One outbox incarnation of a terminal: records, seq range, missing seqs."""
     name = i["inc"] or "(none, v1)"
-    text = "%s inc %s: %d records, seq %d..%d" % (i["tid"], name, i["records"], i["first_seq"], i["last_seq"])
+    text = "%s inc %s: %s, seq %d..%d" % (i["tid"], name, plural(i["records"], "record"), i["first_seq"],
+                                          i["last_seq"])
     if i["missing"]:
         text += ", %d missing: %s" % (i["missing"], " ".join(
             "%d" % a if a == b else "%d-%d" % (a, b) for a, b in i["gaps"]))
