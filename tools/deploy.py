@@ -7,9 +7,10 @@ is asked (one `mpremote exec`) for its MicroPython version, ROMFS partition 0 an
 frozen into its MicroPython image (then only boot.py, main.py and the config are copied). With a partition big
 enough, the image of build/mpy (tools/romfs.py) goes there and its .mpy files run in place from flash;
 otherwise the .mpy files are copied to the filesystem, whose code then loads into RAM, and deploy says so.
-Either way the old firmware/ and lib/ trees are removed from the filesystem first (a stale module there
-would shadow the image, or outlive its source), boot.py, main.py and the config (as config.json) are
-copied, and the board is reset. The state directory is never touched. --dry-run prints the mpremote
+Either way main.py and the old firmware/ and lib/ trees are removed from the filesystem first (a stale
+module there would shadow the image, or outlive its source; without main.py a watchdog reset during the
+deploy leaves the board idle), the config is copied (as config.json), boot.py and main.py last, and the
+board is reset. The state directory is never touched. --dry-run prints the mpremote
 commands instead of running them, and asks nothing of the board.
 """
 
@@ -32,7 +33,7 @@ CHECKCONFIG = [sys.executable, "-m", "tools.checkconfig"]
 # ROMFS, -2: no vfs module at all), the size of partition 0, and whether the firmware package is frozen into
 # the MicroPython image (imported with nothing but .frozen on the path), as one line.
 PROBE = """import sys
-saved = sys.path[:]
+saved, loaded = sys.path[:], sys.modules.pop("firmware", None)  # the interrupted terminal's copy must not answer
 sys.path[:] = [".frozen"]
 try:
     import firmware
@@ -40,6 +41,9 @@ try:
 except ImportError:
     frozen = 0
 sys.path[:] = saved
+sys.modules.pop("firmware", None)
+if loaded is not None:
+    sys.modules["firmware"] = loaded
 try:
     import vfs
     n = vfs.rom_ioctl(1) if hasattr(vfs, "rom_ioctl") else -1
@@ -53,7 +57,9 @@ v = sys.implementation.version
 print("BDPROBE %d.%d.%d %s %d %d %d" % (v[0], v[1], v[2], sys.platform, n, size, frozen))
 """
 
-# Runs on the board: removes the firmware/ and lib/ trees a previous deploy left on the filesystem.
+# Runs on the board first: removes main.py, so that a reset during the deploy (the interrupted terminal's hardware
+# watchdog keeps running and cannot be stopped) lands in an idle REPL rather than in a half-deployed terminal, and
+# the firmware/ and lib/ trees a previous deploy left on the filesystem. main.py is copied back last.
 CLEAN = """import os
 def rm(p):
     try:
@@ -66,7 +72,7 @@ def rm(p):
         os.rmdir(p)
     else:
         os.remove(p)
-for p in ("firmware", "lib"):
+for p in ("main.py", "firmware", "lib"):
     rm(p)
 """
 
@@ -97,6 +103,9 @@ def check_config(path):
         raise Refused("tools/checkconfig.py is not in this tree, so %s cannot be checked: refusing to deploy "
                       "an unchecked configuration" % path)
     p = subprocess.run(CHECKCONFIG + [str(path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    if not p.returncode:
+        print("deploy: config %s" % (p.stdout.strip().splitlines() or ["checked"])[-1])
+        return
     if p.returncode:
         for line in (p.stdout + p.stderr).strip().splitlines():
             print("  " + line)
@@ -138,14 +147,13 @@ def choose_route(probe, image_size):
 def plan(route, port, config, image):
     """The mpremote commands (argv lists) that put the terminal on the board by `route`."""
     mp = [mpremote(), "connect", port]
-    steps = []
+    steps = [mp + ["exec", CLEAN]]
     if route == "romfs":
         steps.append(mp + ["romfs", "-p", "0", "deploy", str(image)])
-    steps.append(mp + ["exec", CLEAN])
     if route == "mpy":  # (frozen: the code is in the firmware image already)
         steps.append(mp + ["fs", "cp", "-r", str(MPY / "lib"), str(MPY / "firmware"), ":"])
-    steps.append(mp + ["fs", "cp", str(MPY / "boot.py"), str(MPY / "main.py"), ":"])
     steps.append(mp + ["fs", "cp", str(config), ":config.json"])
+    steps.append(mp + ["fs", "cp", str(MPY / "boot.py"), str(MPY / "main.py"), ":"])  # last: the terminal is whole
     steps.append(mp + ["reset"])
     return steps
 

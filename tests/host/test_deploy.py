@@ -69,6 +69,12 @@ def test_no_config_is_refused():
     assert "CONFIG=" in str(e.value)
 
 
+def test_valid_config_is_reported(checked, capsys):
+    good, _ = checked
+    deploy.check_config(good)
+    assert "%s: ok" % good in capsys.readouterr().out
+
+
 def test_invalid_config_is_refused_with_its_problems(checked, tmp_path, capsys):
     _, bad = checked
     with pytest.raises(deploy.Refused) as e:
@@ -115,10 +121,11 @@ def test_plans_clean_before_copying_and_reset_last():
     for route in ("frozen", "romfs", "mpy"):
         steps = [s[3:] for s in deploy.plan(route, "/dev/p", "t.json", "i.romfs")]
         verbs = [s[0] for s in steps]
-        assert verbs[-1] == "reset" and verbs.index("exec") < verbs.index("fs")
+        assert verbs[0] == "exec" and verbs[-1] == "reset"  # main.py and stale trees go first
         assert ["fs", "cp", "t.json", ":config.json"] in steps
+        assert steps[-2][-2:] == [str(deploy.MPY / "main.py"), ":"]  # main.py last, once everything else is there
         copies_trees = any(s[:3] == ["fs", "cp", "-r"] for s in steps)
-        assert copies_trees == (route == "mpy") and (verbs[0] == "romfs") == (route == "romfs")
+        assert copies_trees == (route == "mpy") and ("romfs" in verbs) == (route == "romfs")
 
 
 def test_probe_runs_under_micropython_and_names_the_unix_port():
@@ -128,13 +135,21 @@ def test_probe_runs_under_micropython_and_names_the_unix_port():
     assert deploy.choose_route((version, platform, n, size, frozen), 1000)[0] == "mpy"
 
 
+def test_probe_is_not_fooled_by_a_firmware_already_imported_from_the_filesystem():
+    # the interrupted terminal imported `firmware` from the filesystem: that is not a frozen firmware
+    p = subprocess.run([MICROPYTHON, "-c", "import firmware\n" + deploy.PROBE], cwd=ROOT, capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert deploy.parse_probe(p.stdout)[4] is False
+
+
 def test_clean_removes_old_trees_and_keeps_state(tmp_path):
     for rel in ("firmware/app.mpy", "lib/umqtt/simple.mpy", "lib/old_driver.mpy", "data/outbox.bin", "main.py"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     p = subprocess.run([MICROPYTHON, "-c", deploy.CLEAN], cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
-    assert sorted(os.listdir(tmp_path)) == ["data", "main.py"]
+    assert sorted(os.listdir(tmp_path)) == ["data"]  # main.py too: it is copied back last
     assert (tmp_path / "data" / "outbox.bin").exists()
 
 
