@@ -17,14 +17,14 @@ Failure classes and the recovery ladder: lib/quectel_ladder.py.
 import asyncio
 import random
 
+import quectel_bringup
 import quectel_gnss
 import quectel_ladder
 from atengine import AT, ATEngineError, ATError, ATTimeout  # noqa: F401  (re-exported)
-from mpcompat import ticks_diff, ticks_ms
 from quectel_ladder import RUNGS  # noqa: F401  (re-exported)
+from quectel_parse import parse_cereg, parse_csq, parse_iccid, parse_imei, parse_qlts  # noqa: F401  (re-exported)
 from quectel_socket import PEER_CODES, ModemError, NetworkError, ServerError, Socket, open_tcp  # noqa: F401
 
-_SIM_BUSY = (10, 13, 14)  # not inserted yet / failure / busy: all seen for a while after boot
 
 try:
     _sleep_ms = asyncio.sleep_ms
@@ -43,62 +43,6 @@ def default_timeouts():
     return {"cmd": 5000, "probe": 500, "boot": 12000, "sim": 20000, "reg": 120000, "qiact": 150000,
             "qideact": 40000, "qiclose": 10000, "qiopen": 150000, "cfun": 15000, "read": 60000, "poll": 1000,
             "pulse": 700, "reset_pulse": 300, "power_off": 3000, "bringup_wait": 60000}
-
-
-def parse_csq(lines):
-    """'+CSQ: 23,99' -> 23; None for 99 (unknown) or no answer."""
-    for line in lines:
-        if line.startswith("+CSQ:"):
-            try:
-                rssi = int(line[5:].split(",")[0])
-            except ValueError:
-                return None
-            return None if rssi == 99 else rssi
-    return None
-
-
-def parse_cereg(lines):
-    """'+CEREG: 0,1' -> 1 (the registration stat); None if absent."""
-    for line in lines:
-        if line.startswith("+CEREG:"):
-            f = line[7:].split(",")
-            try:
-                return int(f[1] if len(f) > 1 else f[0])
-            except ValueError:
-                return None
-    return None
-
-
-def parse_qlts(lines):
-    """'+QLTS: "2026/09/11,14:22:25+32,0"' -> (2026, 9, 11, 14, 22, 25) UTC; None if empty or malformed."""
-    for line in lines:
-        if line.startswith("+QLTS:"):
-            body = line[6:].strip().strip('"')
-            try:
-                date, _, clock = body.partition(",")
-                y, mo, d = (int(x) for x in date.split("/"))
-                h, mi, s = (int(x) for x in clock[:8].split(":"))
-            except ValueError:
-                return None
-            if y < 2000 or not 1 <= mo <= 12 or not 1 <= d <= 31:
-                return None
-            return (y, mo, d, h, mi, s)
-    return None
-
-
-def parse_imei(lines):
-    for line in lines:
-        t = line[6:].strip() if line.startswith("+CGSN:") else line
-        if len(t) >= 14 and t.isdigit():
-            return t
-    return None
-
-
-def parse_iccid(lines):
-    for line in lines:
-        if line.startswith("+QCCID:"):
-            return line[7:].strip()
-    return None
 
 
 class Quectel:
@@ -278,124 +222,19 @@ class Quectel:
         pin.off()
 
     async def _power_on(self, since_rdy):
-        """Return once the module answers AT. since_rdy: RDY count before a reset we caused (None: none)."""
-        t = self.timeouts
-        if since_rdy is None:
-            since_rdy = self.at.stats["rdy"]  # before the probe: a RDY may interrupt it
-            if await self._probe():
-                return
-            if self.pwrkey and self.at.stats["rdy"] == since_rdy:
-                self._info("modem silent: PWRKEY pulse")
-                await self._pulse(self.pwrkey, t["pulse"])
-        t0 = ticks_ms()
-        while True:
-            left = t["boot"] - ticks_diff(ticks_ms(), t0)
-            if left <= 0:
-                raise ModemError("no answer from the module within %d ms" % t["boot"])
-            await self.at.wait_rdy(since_rdy, min(left, 1000))
-            if await self._probe():
-                return
-
-    def _check(self, gen):
-        if self._gen != gen:
-            raise ModemError("module restarted during bring-up")
+        await quectel_bringup.power_on(self, since_rdy)
 
     async def _setup(self):
-        """Every volatile setting, in order: echo, CMEE, SIM, ids, GNSS config; then registration, APN, PDP."""
-        t = self.timeouts
-        gen = self._gen
-        await self.at.cmd("ATE0", t["cmd"])
-        await self.at.cmd("AT+CMEE=1", t["cmd"])
-        await self._wait_sim()
-        self.imei = parse_imei(await self.at.cmd("AT+CGSN", t["cmd"])) or self.imei
-        self.iccid = parse_iccid(await self.at.cmd("AT+QCCID", t["cmd"])) or self.iccid
-        if self._gnss_wanted:
-            try:
-                await quectel_gnss.start(self)
-            except ATError as e:
-                self._warn("GNSS restart refused: %s", e)
-        self._check(gen)
-        await self._attach(gen)
-        self._check(gen)
-        self._need_reinit = False
-        self._up = True
+        await quectel_bringup.setup(self)
 
     async def _wait_sim(self):
-        t = self.timeouts
-        t0 = ticks_ms()
-        while True:
-            try:
-                for line in await self.at.cmd("AT+CPIN?", t["cmd"]):
-                    if line.startswith("+CPIN:"):
-                        state = line[6:].strip()
-                        if state == "READY":
-                            return
-                        raise ModemError("SIM not usable: %s" % state)
-            except ATError as e:
-                if e.code is not None and e.code not in _SIM_BUSY:
-                    raise ModemError("SIM error %d" % e.code)
-            if ticks_diff(ticks_ms(), t0) >= t["sim"]:
-                raise ModemError("SIM not ready within %d ms" % t["sim"])
-            await _sleep_ms(min(t["poll"], 500))
+        await quectel_bringup.wait_sim(self)
 
     async def _attach(self, gen):
-        """Registration (CEREG stat 1 or 5), then the context's APN (QICSGP), then PDP activation."""
-        t = self.timeouts
-        t0 = ticks_ms()
-        while True:
-            self._check(gen)
-            stat = parse_cereg(await self.at.cmd("AT+CEREG?", t["cmd"]))
-            if stat in (1, 5):
-                break
-            if ticks_diff(ticks_ms(), t0) >= t["reg"]:
-                raise NetworkError("not registered within %d ms (stat %s)" % (t["reg"], stat))
-            await _sleep_ms(t["poll"])
-        auth = 1 if self.apn_user else 0
-        await self.at.cmd('AT+QICSGP=%d,1,"%s","%s","%s",%d' % (self.ctx, self.apn, self.apn_user, self.apn_pass,
-                                                               auth), t["cmd"])
-        self._check(gen)
-        await self._activate_pdp(gen)
-
-    async def _activate_pdp(self, gen):
-        t = self.timeouts
-        err = None
-        for _ in range(3):
-            others = []
-            for line in await self.at.cmd("AT+QIACT?", t["cmd"]):
-                if line.startswith("+QIACT:"):
-                    f = line[7:].split(",")
-                    if f[0].strip() == str(self.ctx) and f[1:2] == ["1"]:
-                        self._pdp = True
-                        return
-                    others.append(f[0].strip())
-            self._check(gen)
-            try:
-                await self.at.cmd("AT+QIACT=%d" % self.ctx, t["qiact"])
-                self._pdp = True
-                return
-            except ATError as e:
-                # e.g. 572 (another context active): deactivate and try again
-                err = e
-                self._stats["pdp_errors"] += 1
-                self._lose_sockets()
-                for c in others + [str(self.ctx)]:
-                    try:
-                        await self.at.cmd("AT+QIDEACT=%s" % c, t["qideact"])
-                    except ATError:
-                        pass
-        raise NetworkError("PDP activation on APN \"%s\" refused: %s" % (self.apn, err))
+        await quectel_bringup.attach(self, gen)
 
     async def _network_ok(self):
-        """Registered and the context active (two short queries): then a failed open is the server's side."""
-        t = self.timeouts
-        if parse_cereg(await self.at.cmd("AT+CEREG?", t["cmd"])) not in (1, 5):
-            return False
-        for line in await self.at.cmd("AT+QIACT?", t["cmd"]):
-            if line.startswith("+QIACT:"):
-                f = line[7:].split(",")
-                if f[0].strip() == str(self.ctx) and f[1:2] == ["1"]:
-                    return True
-        return False
+        return await quectel_bringup.network_ok(self)
 
     # -- information -------------------------------------------------------------------
     async def signal(self):
