@@ -268,6 +268,9 @@ def test_module_restart_is_brought_up_by_one_owner_in_order_on_a_private_apn():
     # every volatile setting again, before activation: echo, CMEE, the private APN, the NMEA source
     for needed in ("ATE0", "AT+CMEE=1", 'AT+QICSGP=1,1,"private.apn"', 'AT+QGPSCFG="nmeasrc",1'):
         assert any(line.startswith(needed) for line in after[:first]), (needed, after[:first + 1])
+    # one owner: from the re-initialisation's first command to activation nobody else talks to the module
+    start = after.index("ATE0")
+    assert not [line for line in after[start:first] if line.startswith("AT+QGPSGNMEA")], after[start:first + 1]
     # activation only once registered, never refused, never undone under a socket
     assert any(line == "AT+CEREG?" for line in after[:first])
     assert sim.stats["qiact_refused"] == 0, after
