@@ -291,3 +291,68 @@ def test_an_open_whose_context_vanishes_fails_at_once_when_the_module_stays_sile
     f = ev(events, "open_failed")
     print("open lost:", f)
     assert f["ms"] < 2000 and f["cls"] == "network", f  # not the 10 s QIOPEN limit
+
+
+class _FakeAT:
+    unanswered = 0
+
+
+class _FakeModem:
+    """Just what quectel_ladder.recover touches; every rung only records itself."""
+
+    def __init__(self, answers_at=True):
+        self.at = _FakeAT()
+        self.answers_at = answers_at
+        self.ladder = {"socket": 0, "pdp": 0, "cfun": 0, "power": 0, "mcu": 0, "fixed_by": None}
+        self._stats = {"recoveries": 0, "server_fail": 0, "power_cycles": 0}
+        self._attempts = self._server_attempts = self._rung = 0
+        self._pdp, self._up, self._need_reinit = True, True, False
+        self.server_backoff_max_ms = 50
+        self.on_mcu_reset = lambda: self.actions.append("mcu")
+        self.actions = []
+
+    def backoff_ms(self, attempt, cap_ms=None):
+        return 1
+
+    async def _probe(self):
+        return self.answers_at
+
+    async def _ensure(self):
+        pass
+
+    async def _exclusive(self, fn, *args):
+        self.actions.append(fn.__name__)
+
+    def _info(self, *a):
+        pass
+
+    _warn = _info
+
+
+def _climb(m, cause, n):
+    import asyncio
+
+    import quectel_ladder
+
+    async def go():
+        return [await quectel_ladder.recover(m, cause) for _ in range(n)]
+
+    return asyncio.run(go())
+
+
+def test_failure_classes_lead_to_their_rungs(monkeypatch):
+    import quectel_ladder
+
+    async def power_cycle(m):
+        m.actions.append("power_cycle")
+
+    monkeypatch.setattr(quectel_ladder, "power_cycle", power_cycle)
+    m = _FakeModem()
+    assert _climb(m, "server", 6) == ["socket"] * 6 and m.actions == [] and m._stats["server_fail"] == 6
+    m = _FakeModem()
+    assert _climb(m, "network", 5) == ["pdp", "cfun", "cfun", "cfun", "cfun"]  # never the power or mcu rung
+    assert "power_cycle" not in m.actions and "mcu" not in m.actions
+    m = _FakeModem(answers_at=False)
+    assert _climb(m, "module", 1) == ["power"] and m.actions == ["power_cycle"]
+    m = _FakeModem()
+    assert _climb(m, None, 5) == ["socket", "pdp", "cfun", "power", "mcu"]
