@@ -8,7 +8,7 @@ PORT   ?= /dev/ttyUSB0
 CONFIG ?= config.json
 PYTEST_ARGS ?=
 
-.PHONY: all venv deps mpy test unit lint run deploy bench soak demo clean help
+.PHONY: all venv deps mpy test unit lint run sim deploy bench soak demo clean help
 
 all: test
 
@@ -19,7 +19,8 @@ help:
 	@echo "make soak    - long soak with seeded faults and power cuts"
 	@echo "make deps    - fetch micropython-umqtt.simple and micropython-logging into build/lib"
 	@echo "make mpy     - compile firmware/ and lib/ to build/mpy with mpy-cross"
-	@echo "make run CONFIG=cfg.json     - run the firmware under the unix port"
+	@echo "make run CONFIG=cfg.json     - check the config, then run the firmware under the unix port"
+	@echo "make sim [CONFIG=cfg.json]   - mosquitto, meter + modem simulators, head-end and firmware; Ctrl-C stops all"
 	@echo "make deploy PORT=/dev/ttyUSB0 - copy build/mpy to a board with mpremote"
 
 $(VENV)/.installed: requirements-dev.txt tools/bootstrap.sh
@@ -45,8 +46,13 @@ test: lint mpy
 unit: venv deps
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# the config is checked on the host first: a missing or invalid file is refused with every problem listed
 run: mpy
-	@$(PY) -m tools.mpunix build/mpy/main.py $(CONFIG)
+	@$(PY) -m tools.checkconfig $(CONFIG) && $(PY) -m tools.mpunix build/mpy/main.py $(CONFIG)
+
+# CONFIG only when given on the command line; otherwise tools/sim_all.py writes one for its ports
+sim: mpy
+	@$(PY) -m tools.sim_all $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG))
 
 deploy: mpy
 	@test -e $(PORT) || { echo "deploy: no board at $(PORT) (set PORT=...)"; exit 1; }
