@@ -48,7 +48,7 @@ unit: venv deps
 
 # the config is checked on the host first: a missing or invalid file is refused with every problem listed
 run: mpy
-	@$(PY) -m tools.checkconfig $(CONFIG) && $(PY) -m tools.mpunix build/mpy/main.py $(CONFIG)
+	@$(PY) -m tools.run $(CONFIG)
 
 # CONFIG only when given on the command line; otherwise tools/sim_all.py writes one for its ports
 sim: mpy

