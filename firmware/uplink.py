@@ -61,8 +61,9 @@ class Uplink:
         t = self.t
         cfg = t.cfg
         sock = await t.modem.open_socket(cfg["broker_host"], cfg["broker_port"])
+        # a user name without a password is valid MQTT; umqtt.simple then needs the empty password, not None
         s = Session(_SocketStream(sock, t.modem_errors), t.tid, user=cfg["broker_user"] or None,
-                    password=cfg["broker_pass"] or None, keepalive=cfg["keepalive_s"],
+                    password=cfg["broker_pass"] if cfg["broker_user"] else None, keepalive=cfg["keepalive_s"],
                     on_message=t.commands.incoming, log=t.log)
         try:
             await s.connect(will=(self.topic("status"), payloads.WILL, 1, True))
