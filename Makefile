@@ -7,6 +7,7 @@ MP     := $(VENV)/bin/micropython
 PORT   ?= /dev/ttyUSB0
 CONFIG ?= config.json
 PYTEST_ARGS ?=
+SIM_ARGS ?=
 
 .PHONY: all venv deps mpy test unit lint run sim deploy bench soak demo clean help
 
@@ -20,7 +21,7 @@ help:
 	@echo "make deps    - fetch micropython-umqtt.simple and micropython-logging into build/lib"
 	@echo "make mpy     - compile firmware/ and lib/ to build/mpy with mpy-cross"
 	@echo "make run CONFIG=cfg.json     - check the config, then run the firmware under the unix port"
-	@echo "make sim [CONFIG=cfg.json]   - mosquitto, meter + modem simulators, head-end and firmware; Ctrl-C stops all"
+	@echo "make sim [CONFIG=cfg.json] [SIM_ARGS='--mqtt-port 11883'] - mosquitto, simulators, head-end, firmware"
 	@echo "make deploy PORT=/dev/ttyUSB0 - copy build/mpy to a board with mpremote"
 
 $(VENV)/.installed: requirements-dev.txt tools/bootstrap.sh
@@ -52,7 +53,7 @@ run: mpy
 
 # CONFIG only when given on the command line; otherwise tools/sim_all.py writes one for its ports
 sim: mpy
-	@$(PY) -m tools.sim_all $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG))
+	@$(PY) -m tools.sim_all $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG)) $(SIM_ARGS)
 
 deploy: mpy
 	@test -e $(PORT) || { echo "deploy: no board at $(PORT) (set PORT=...)"; exit 1; }
