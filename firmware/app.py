@@ -207,7 +207,10 @@ class Terminal:
         silent = self.known_good.tick(now, self.uplink.connected, self.cfg)
         if silent is not None and not self._reset_why:
             self.log.error("no server contact for %d s: back to the config that last reached it", silent)
-            self.emit_event("config_fallback", {"silent_s": silent})
+            try:
+                self.emit_event("config_fallback", {"silent_s": silent})
+            except OSError as e:  # a full flash must not keep the terminal on a config that cannot reach anyone
+                self.log.error("config_fallback event not stored: %s", e)
             self.known_good.fall_back(self.cfg)
             self.request_reset("config fallback")
 
@@ -320,7 +323,10 @@ class Terminal:
             boot["why"] = self.reset_why
         self.emit_event("reboot", boot)
         if self.config_problems:
-            self.emit_event("config_problems", config.problem_keys(self.config_problems))
+            try:
+                self.emit_event("config_problems", config.problem_keys(self.config_problems))
+            except OSError as e:  # the log and the heartbeat's counters still say it
+                self.log.error("config_problems event not stored: %s", e)
         for name in _ALLOW_S:
             self.checkin(name)
         tasks = [asyncio.create_task(guarded(name, coro, self._task_ended)) for name, coro in (
