@@ -153,15 +153,16 @@ class Terminal:
     async def sleep_checked(self, task, seconds):
         """Sleep `seconds`, checking in at least every few seconds so the supervisor sees the task alive.
 
-        When the config key that times `task` changes meanwhile (config.set), the end moves by the change
-        at once: a mistaken day-long interval corrected to a minute does not keep the task asleep for a day.
+        When the config key that times `task` is lowered meanwhile (config.set), the end moves earlier by as
+        much, at once: a mistaken day-long interval corrected to a minute does not keep the task asleep for a
+        day. A raised interval lets this sleep end as planned; the next one is the longer one.
         """
         key = _INTERVAL_OF.get(task)
         interval = self.cfg[key] if key else 0
         start = ticks_ms()
         while not self._reset_why:
             self.checkin(task)
-            end_ms = (seconds + (self.cfg[key] - interval if key else 0)) * 1000
+            end_ms = (seconds + (min(0, self.cfg[key] - interval) if key else 0)) * 1000
             left = end_ms - ticks_diff(ticks_ms(), start)
             if left <= 0:
                 break
