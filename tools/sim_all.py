@@ -164,18 +164,18 @@ def run(a):
     if not exe:
         say("sim", "mosquitto is not installed: run `make venv` (installs Debian's mosquitto)")
         return 2
-    ports = {"--mqtt-port": a.mqtt_port, "--meter-port": a.meter_port, "--modem-port": a.modem_port,
-             "--modem-ctl-port": a.modem_ctl_port}
-    busy = ["%d (%s)" % (p, opt) for opt, p in ports.items() if not _port_free(p)]
-    if busy:
-        say("sim", "port(s) in use: %s; stop what uses them or choose others" % ", ".join(busy))
-        return 2
     cfg_path = _config(a, run_dir)
     problems = checkconfig.problems(str(cfg_path))
     if problems:
         for line in problems:
             say("sim", line)
-        say("sim", "refusing to start the firmware with %d config problem(s)" % len(problems))
+        say("sim", "refusing to start anything with %d config problem(s)" % len(problems))
+        return 2
+    ports = {"--mqtt-port": a.mqtt_port, "--meter-port": a.meter_port, "--modem-port": a.modem_port,
+             "--modem-ctl-port": a.modem_ctl_port}
+    busy = ["%d (%s)" % (p, opt) for opt, p in ports.items() if not _port_free(p)]
+    if busy:
+        say("sim", "port(s) in use: %s; stop what uses them or choose others" % ", ".join(busy))
         return 2
     db = run_dir / "fleet.db"
     conf = run_dir / "mosquitto.conf"

@@ -115,3 +115,12 @@ def test_ctrl_c_under_make_sim_on_a_terminal_stops_everything_exit_0(tmp_path):
     assert "make: ***" not in out and "Interrupt" not in out and "Traceback" not in out, out[-3000:]
     assert "sim      | Ctrl-C: stopping" in out and "firmware 0" in out, out[-2000:]
     assert len(pids) == 5 and not [n for n, pid in pids.items() if not _gone(pid)]
+
+
+def test_sim_refuses_a_bad_config_before_starting_anything(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"pol_s": 60, "poll_s": 0}')
+    p = subprocess.run([sys.executable, "-m", "tools.sim_all", "--config", str(bad), "--dir", str(tmp_path / "sim")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "pol_s" in p.stdout and "poll_s" in p.stdout and "started" not in p.stdout, p.stdout
