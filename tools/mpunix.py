@@ -67,6 +67,10 @@ def main(argv):
                     child.send_signal(signal.SIGINT)
                 pending["term"], pending["int_at"] = False, None
     finally:
+        # the child is gone: a late second Ctrl-C must not kill the launcher while it exits (Python restores the
+        # default SIGINT action while it shuts down, but leaves an ignored signal ignored)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if give_back is not None:
             give_back()
     return rc if rc >= 0 else 128 - rc

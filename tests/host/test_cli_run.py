@@ -114,6 +114,30 @@ def test_one_sigint_to_the_process_group_stops_it_cleanly(rig, tmp_path):
     assert text.rstrip().endswith("INFO bdmeter: stopped"), text[-1000:]
 
 
+@pytest.mark.parametrize("gap_s", [0.0, 0.01, 0.2])
+def test_an_impatient_second_sigint_still_stops_it_cleanly(rig, tmp_path, gap_s):
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        p = subprocess.Popen([PY, "-m", "tools.run", str(rig.cfg_path)], cwd=ROOT, stdin=subprocess.DEVNULL,
+                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_text(log.read_text, "connected to", 60, p)
+        os.killpg(p.pid, signal.SIGINT)
+        time.sleep(gap_s)
+        try:
+            os.killpg(p.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        rc = p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+    text = log.read_text()
+    assert rc == 0 and "Traceback" not in text, text[-3000:]
+    assert text.rstrip().endswith("INFO bdmeter: stopped"), text[-1000:]
+
+
 def test_ctrl_c_under_make_run_on_a_terminal_exits_0(rig):
     # regression: make itself got the terminal's SIGINT: `make: *** [run] Interrupt` / Error 130
     master, slave = os.openpty()
