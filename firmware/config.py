@@ -43,6 +43,7 @@ _DEFAULTS = {
     "link_backoff_s": 1,  # first wait of the modem's recovery ladder; doubles per failed attempt
     "link_backoff_max_s": 600,
     "outbox_max": 1000,
+    "outbox_reserve_kb": 32,  # flash the outbox leaves free for everything else (boot notes, config saves)
     "state_dir": "data",
     "wdt_ms": 30000,
     "log_level": "info",
@@ -139,6 +140,7 @@ _RULES = {
     "link_backoff_s": (_INT, lambda v: 1 <= v <= 600, "1..600"),
     "link_backoff_max_s": (_INT, lambda v: 1 <= v <= 86400, "1..86400"),
     "outbox_max": (_INT, lambda v: 10 <= v <= 100000, "10..100000"),
+    "outbox_reserve_kb": (_INT, lambda v: 8 <= v <= 4096, "8..4096"),
     "state_dir": (str, lambda v: bool(v), "a directory"),
     "wdt_ms": (_INT, lambda v: 1000 <= v <= 600000, "1000..600000"),
     "log_level": (str, lambda v: v in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
