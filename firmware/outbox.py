@@ -232,6 +232,7 @@ class Outbox:
         self.dropped += 1
         if self.log:
             self.log.error("outbox: record %d not stored (flash full); counted as dropped", seq)
+        self._save_head()
         return None
 
     def _make_room(self):

@@ -31,6 +31,8 @@ def run():
         r = _mp(OUTAGE, name)
         if r["problems"]:
             raise RuntimeError("outage on %s: %s" % (name, r["problems"]))
+        if r["capacity_records"] < 1000:
+            raise RuntimeError("1 MB at %s settings holds %d records, below outbox_max" % (name, r["capacity_records"]))
         k = "outbox_1mb_%s_" % name
         out[k + "capacity_records"] = r["capacity_records"]
         out[k + "flash_bytes_per_record"] = r["flash_bytes_per_record"]
@@ -38,7 +40,8 @@ def run():
         out[k + "week_outage_delivered_dropped"] = "%d/%d" % (r["week"]["delivered"], r["week"]["dropped"])
         out[k + "3week_outage_delivered_dropped"] = "%d/%d" % (r["weeks3"]["delivered"], r["weeks3"]["dropped"])
         out[k + "192kb_free_week_delivered_dropped"] = "%d/%d" % (r["small"]["delivered"], r["small"]["dropped"])
-        out[k + "full_flash_boot_event_stored"] = r["full_boot"]["boot_event_stored"]
+        fb = r["full_boot"]
+        out[k + "full_flash_boot_event_stored_dropped"] = "%s/%d" % (fb["boot_event_stored"], fb["dropped"])
     s = _mp(POWERCUT, CUT_POINTS, 20261128)
     out["outbox_powercut_cut_points"] = s["cut_points"]
     out["outbox_powercut_trials_flash_full"] = s["flash_filled"]

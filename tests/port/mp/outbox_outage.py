@@ -1,6 +1,6 @@
 """A long server outage on a 1 MB littlefs at a board's settings, then the server returns.
 
-    micropython -X heapsize=8M tests/port/mp/outbox_outage.py <esp32|rp2>
+    micropython -X heapsize=8M tests/port/mp/outbox_outage.py <esp32|rp2> [quick]
 
 The filesystem is formatted as the port formats its flash (4 KB blocks, 256 of
 them; ESP32: VfsLfs2 defaults, RP2: progsize 256) on a RAM block device.
@@ -9,15 +9,16 @@ minutes for one meter with all seven registers and instantaneous values, a
 heartbeat-free outage with a reboot event each day and a few others. Prints one
 JSON line with:
 
-- capacity: records the outbox holds on an otherwise empty 1 MB filesystem
+- capacity (not with `quick`): records the outbox holds on an otherwise empty 1 MB filesystem
   before the flash (not the count) bounds it, and the flash bytes per record;
 - week: a week's outage at the default `outbox_max` (1000): what was delivered;
 - weeks3: three weeks at the default `outbox_max`: the newest 1000 delivered,
   the rest counted as dropped (the counter survives the daily reboots);
 - small: a week with only 192 KB free (the rest holding other files) and a
   large `outbox_max`: the flash bounds the ring, the reserve stays free;
-- full_boot: the filesystem filled to the last block by something else, then
-  a boot: the outbox opens and the reboot event is stored or counted.
+- full_boot: a week's backlog, then the filesystem filled to the last byte by
+  other files, then a reset: the outbox opens and the reboot event is stored
+  (dropping the oldest) or counted, and later records are stored.
 """
 
 import gc
@@ -157,27 +158,36 @@ def _outage(cap, days):
 
 
 def _fill(keep):
-    """Another file takes all but `keep` bytes of the filesystem (to the last block with keep=0)."""
+    """Other files take all but `keep` bytes of the filesystem; with keep=0, until not even 16 bytes fit."""
     chunk = b"\0" * _BS
     with open(_MOUNT + "/filler", "ab") as f:
-        while _free() > keep + _BS:
+        while _free() > keep + 2 * _BS:
             f.write(chunk)
-    if keep == 0:
-        n = _BS
-        while n >= 16:  # the last blocks, as far as littlefs will go
-            try:
-                with open(_MOUNT + "/filler", "ab") as f:
-                    f.write(b"\0" * n)
-            except OSError:
-                n //= 2
+    if keep:
+        return
+    n, i = _BS, 0
+    while n >= 16:  # new small files to the last byte littlefs will take (statvfs is not exact near full)
+        try:
+            with open(_MOUNT + "/fill%d" % i, "wb") as f:
+                f.write(b"\0" * n)
+            i += 1
+        except OSError:
+            n //= 2
 
 
-def run(name):
-    opts = _SETTINGS[name]
-    out = {"settings": name, "fs_bytes": _BS * _BLOCKS}
-    problems = []
+def _probe():
+    """Whether a 64-byte file can still be written (removed again)."""
+    try:
+        with open(_MOUNT + "/probe", "wb") as f:
+            f.write(b"\0" * 64)
+        os.remove(_MOUNT + "/probe")
+        return True
+    except OSError:
+        return False
 
-    _fresh(opts)  # capacity: how many records 1 MB holds with the reserve kept
+
+def _capacity(opts, out):
+    _fresh(opts)  # how many records 1 MB holds with the reserve kept
     empty = _free()
     ob = Outbox(_STATE, capacity=100000, reserve=_RESERVE, encode=payloads.dumps)
     i = 0
@@ -188,6 +198,14 @@ def run(name):
     out["capacity_records"] = n
     out["flash_bytes_per_record"] = (empty - _free()) // max(1, n)
     out["segment_bytes"] = ob.seg_bytes
+
+
+def run(name, quick):
+    opts = _SETTINGS[name]
+    out = {"settings": name, "fs_bytes": _BS * _BLOCKS}
+    problems = []
+    if not quick:
+        _capacity(opts, out)
 
     for key, cap, days, keep in (("week", 1000, 7, None), ("weeks3", 1000, 21, None), ("small", 100000, 7, 196608)):
         _fresh(opts)
@@ -207,16 +225,14 @@ def run(name):
         ob.put("energy", _energy(i))
     before = len(ob)
     _fill(0)
-    free_raw = os.statvfs(_MOUNT)[3]
     _remount(opts)  # the reset
-    free_full = _free()
+    full = not _probe()
     try:
         ob = _boot(1000, 8)
         stored = ob.peek(100000)
         last = json.loads(stored[-1][2]) if stored else {}
         boot_ok = last.get("kind") == "reboot" or ob.dropped > 0
-        out["full_boot"] = {"free_bytes_at_boot": free_full, "free_blocks_before_reset": free_raw,
-                            "records_before": before, "records_after": len(ob),
+        out["full_boot"] = {"flash_full_at_boot": full, "records_before": before, "records_after": len(ob),
                             "boot_event_stored": last.get("kind") == "reboot", "dropped": ob.dropped,
                             "write_fail": ob.write_fail}
         if not boot_ok:
@@ -232,4 +248,4 @@ def run(name):
     print(json.dumps(out))
 
 
-run(sys.argv[1])
+run(sys.argv[1], sys.argv[2:] == ["quick"])
