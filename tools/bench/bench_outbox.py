@@ -37,6 +37,9 @@ def run():
         out[k + "capacity_records"] = r["capacity_records"]
         out[k + "flash_bytes_per_record"] = r["flash_bytes_per_record"]
         out[k + "record_bytes"] = r["week"]["record_bytes"]
+        for f in ("programmed_bytes_per_put", "erases_per_put", "programmed_bytes_per_ack", "erases_per_ack",
+                  "open_ms_full_unix"):
+            out[k + f] = r[f]
         out[k + "week_outage_delivered_dropped"] = "%d/%d" % (r["week"]["delivered"], r["week"]["dropped"])
         out[k + "3week_outage_delivered_dropped"] = "%d/%d" % (r["weeks3"]["delivered"], r["weeks3"]["dropped"])
         out[k + "192kb_free_week_delivered_dropped"] = "%d/%d" % (r["small"]["delivered"], r["small"]["dropped"])

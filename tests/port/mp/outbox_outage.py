@@ -29,6 +29,7 @@ _root = __file__.rpartition("/")[0] + "/../../.."
 sys.path[:0] = [_root + "/lib", _root]
 
 import os  # noqa: E402
+import time  # noqa: E402
 
 import vfs  # noqa: E402
 
@@ -47,6 +48,8 @@ _SETTINGS = {"esp32": {}, "rp2": {"progsize": 256}}
 class RamFlash:
     def __init__(self):
         self.data = bytearray(_BS * _BLOCKS)
+        self.written = 0  # bytes programmed
+        self.erased = 0  # blocks erased
 
     def readblocks(self, block, buf, off=0):
         s = block * _BS + off
@@ -55,6 +58,7 @@ class RamFlash:
     def writeblocks(self, block, buf, off=None):
         s = block * _BS + (off or 0)
         self.data[s:s + len(buf)] = buf
+        self.written += len(buf)
 
     def ioctl(self, op, arg):
         if op == 4:
@@ -62,6 +66,7 @@ class RamFlash:
         if op == 5:
             return _BS
         if op == 6:
+            self.erased += 1
             s = arg * _BS
             self.data[s:s + _BS] = b"\xff" * _BS
         return 0
@@ -198,6 +203,20 @@ def _capacity(opts, out):
     out["capacity_records"] = n
     out["flash_bytes_per_record"] = (empty - _free()) // max(1, n)
     out["segment_bytes"] = ob.seg_bytes
+    # wear: what one stored record costs in programmed bytes and erased blocks (steady state, 200 records)
+    w, e = _dev.written, _dev.erased
+    for j in range(200):
+        ob.put("energy", _energy(i + j))
+    out["programmed_bytes_per_put"] = (_dev.written - w) // 200
+    out["erases_per_put"] = (_dev.erased - e) / 200
+    t0 = time.ticks_ms()
+    ob = Outbox(_STATE, capacity=100000, reserve=_RESERVE, encode=payloads.dumps)  # a boot with a full outbox
+    out["open_ms_full_unix"] = time.ticks_diff(time.ticks_ms(), t0)
+    w, e = _dev.written, _dev.erased
+    for _ in range(200):
+        ob.ack(ob.peek(1)[0][0])
+    out["programmed_bytes_per_ack"] = (_dev.written - w) // 200
+    out["erases_per_ack"] = (_dev.erased - e) / 200
 
 
 def run(name, quick):
