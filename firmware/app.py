@@ -60,7 +60,8 @@ class Terminal:
         self.reset_note = cfg["state_dir"] + _RESET_NOTE
         self.reset_why = take_reset_note(self.reset_note)
         self.clock = Clock()
-        self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps)
+        self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps,
+                             reserve=cfg["outbox_reserve_kb"] * 1024)
         self.tid = cfg["terminal_id"]
         self.meters = list(cfg["meters"])
         self.csq = None
@@ -98,12 +99,15 @@ class Terminal:
 
     # -- records -------------------------------------------------------------
     def store(self, kind, body):
-        """Put a record in the flash outbox (it gets its seq there) and wake the uplink."""
-        dropped = self.outbox.dropped
-        self.outbox.put(kind, body)
+        """Put a record in the flash outbox (it gets its inc and seq there) and wake the uplink.
+
+        Drops not yet reported go out as an outbox_overflow event, at most hourly (the outbox keeps the pace).
+        """
+        self.outbox.put(kind, body)  # never raises OSError: a full flash drops (and counts) the oldest
         self.uplink.wake.set()
-        if self.outbox.dropped != dropped:
-            self.log.error("outbox full: %d oldest record(s) dropped", self.outbox.dropped - dropped)
+        due = self.outbox.overflow_due(self.clock.uptime_s())
+        if due:
+            self.emit_event("outbox_overflow", {"dropped": due[0], "total": due[1]})
 
     def emit_event(self, kind, data=None):
         ts, tsrc = self.clock.stamp()
@@ -247,8 +251,9 @@ class Terminal:
             "at_timeouts": ms.get("timeouts", 0), "at_garbage": ms.get("garbage", 0),
             "modem_reboots": ms.get("rdy_unexpected", 0), "send_fail": ms.get("send_fail", 0),
             "mqtt_reconnects": self.uplink.reconnects, "outbox_dropped": self.outbox.dropped,
-            "outbox_corrupt": self.outbox.corrupt, "cmd_refused": self.commands.refused,
-            "cmd_dropped": self.commands.dropped, "server_fail": ms.get("server_fail", 0),
+            "outbox_corrupt": self.outbox.corrupt, "outbox_write_fail": self.outbox.write_fail,
+            "cmd_refused": self.commands.refused, "cmd_dropped": self.commands.dropped,
+            "server_fail": ms.get("server_fail", 0),
         }
         for kind, _, _ in self.config_problems:
             if kind != "file":

@@ -48,6 +48,7 @@ _DEFAULTS = {
     "link_backoff_max_s": 600,
     "server_backoff_max_s": 900,  # cap of the retry back-off while only the server is unreachable
     "outbox_max": 1000,
+    "outbox_reserve_kb": 32,  # flash the outbox leaves free for everything else (boot notes, config saves)
     "state_dir": "data",
     "wdt_ms": 30000,
     "log_level": "info",
@@ -163,6 +164,7 @@ _RULES = {
     "link_backoff_max_s": (_INT, _between(1, 86400), "1..86400"),
     "server_backoff_max_s": (_INT, _between(1, 86400), "1..86400"),
     "outbox_max": (_INT, _between(10, 100000), "10..100000"),
+    "outbox_reserve_kb": (_INT, _between(8, 4096), "8..4096"),
     "state_dir": (str, lambda v: bool(v) and _printable(v, 255), "a directory (1..255 printable characters)"),
     "wdt_ms": (_INT, _between(1000, 600000), "1000..600000"),
     "log_level": (str, lambda v: v in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
