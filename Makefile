@@ -7,6 +7,8 @@ MP     := $(VENV)/bin/micropython
 PORT   ?= /dev/ttyUSB0
 CONFIG ?= config.json
 PYTEST_ARGS ?=
+# test files run in parallel (one file stays on one worker): most of a system test's time is waiting
+PYTEST_JOBS ?= 3
 SIM_ARGS ?=
 
 .PHONY: all venv deps mpy romfs typings typecheck test unit lint run sim deploy bench soak demo clean help
@@ -53,7 +55,7 @@ typecheck: typings deps
 	@$(PY) -m tools.typecheck
 
 test: lint mpy typecheck
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 unit: venv deps
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
