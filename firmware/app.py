@@ -426,4 +426,3 @@ def main(cfg_path=None):
             break
         except KeyboardInterrupt:
             pass
-    sys.exit(0)
