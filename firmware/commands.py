@@ -3,7 +3,7 @@
 import asyncio
 
 from firmware import config, payloads
-from firmware.auth import Auth, Refused
+from firmware.auth import MAX_ENVELOPE, Auth, Refused
 
 _QUEUE_MAX = 8  # commands waiting to run; more are dropped and counted (a flood, not a server)
 _QUERY_WHAT = ("address", "position", "energy")
@@ -13,7 +13,7 @@ class Commands:
     def __init__(self, t):
         self.t = t
         cfg = t.cfg
-        self.auth = Auth(t.tid, cfg["cmd_key"], cfg["cmd_max_skew_s"], cfg["state_dir"] + "/nonces.json", t.log)
+        self.auth = Auth(t.tid, cfg["cmd_key"], cfg["cmd_max_skew_s"], cfg["state_dir"] + "/nonces.bin", t.log)
         self.executed = 0
         self.dropped = 0
         self._queue = []
@@ -33,11 +33,14 @@ class Commands:
         return self.auth.refused
 
     def incoming(self, topic, msg):
-        """MQTT callback (runs in the session's reader): queue, never work here."""
+        """MQTT callback (runs in the session's reader): queue, never work here.
+
+        What is too large to be a command is not kept: only the fact is queued, to be answered `too_large`,
+        so a full queue holds at most _QUEUE_MAX envelopes of MAX_ENVELOPE bytes."""
         if len(self._queue) >= _QUEUE_MAX:
             self.dropped += 1
             return
-        self._queue.append(msg)
+        self._queue.append(None if len(msg) > MAX_ENVELOPE else msg)
         self._ready.set()
 
     async def run(self):
@@ -58,6 +61,9 @@ class Commands:
         t = self.t
         now = t.clock.now()
         try:
+            if msg is None:
+                self.auth.refused += 1
+                raise Refused("too_large")
             body = self.auth.check(msg, now, t.clock.source in ("gnss", "net", "rtc"))
         except Refused as e:
             t.log.warning("command refused: %s", e.code)
