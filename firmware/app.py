@@ -60,6 +60,7 @@ class Terminal:
         self.iccid = None
         self._reset_why = None
         self.heap_peak = 0
+        self.mqtt_counters = {}  # totals over every MQTT session ("oversize")
         self._checkins = {}
         self._last_time_sync = None
         self._modem_ready = False
@@ -213,6 +214,7 @@ class Terminal:
             "mqtt_reconnects": self.uplink.reconnects, "outbox_dropped": self.outbox.dropped,
             "outbox_corrupt": self.outbox.corrupt, "cmd_refused": self.commands.refused,
             "cmd_dropped": self.commands.dropped,
+            "mqtt_oversize": self.mqtt_counters.get("oversize", 0),
         }
         ladder = {k: v for k, v in self.modem.ladder.items() if isinstance(v, int) and v}
         out = {k: v for k, v in err.items() if v}

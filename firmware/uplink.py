@@ -63,7 +63,7 @@ class Uplink:
         sock = await t.modem.open_socket(cfg["broker_host"], cfg["broker_port"])
         s = Session(_SocketStream(sock, t.modem_errors), t.tid, user=cfg["broker_user"] or None,
                     password=cfg["broker_pass"] or None, keepalive=cfg["keepalive_s"],
-                    on_message=t.commands.incoming, log=t.log)
+                    on_message=t.commands.incoming, log=t.log, counters=t.mqtt_counters)
         try:
             await s.connect(will=(self.topic("status"), payloads.WILL, 1, True))
             await s.subscribe(self.topic("cmd"), 1)

@@ -15,6 +15,13 @@ teardown. Reconnecting is the caller's policy: a dead session raises
 The stream needs: `async write(data)`, `async read(n) -> bytes` (b"" once
 closed) and `close()`. Reads are never cancelled (a modem socket may be in the
 middle of an AT exchange); a dead link is detected by keepalive and closed.
+
+An incoming PUBLISH larger than _MAX_IN is never buffered: it is skipped as it
+streams in, and a QoS 1 one is still acknowledged (its packet id is read on the
+way), or the broker would hold it in flight and stop delivering at its in-flight
+limit. The session's tasks (reader, keeper) are supervised: any end of one that
+is not the session's own (a MemoryError, a bug in a callback) ends the session
+at once, so the caller reconnects instead of waiting for the keepalive.
 """
 
 import asyncio
@@ -24,7 +31,7 @@ from mpcompat import ticks_diff, ticks_ms
 
 from umqtt import simple as _umqtt
 
-_MAX_IN = 4096  # larger incoming packets are skipped and counted
+_MAX_IN = 4096  # larger incoming packets are skipped (a QoS 1 one acknowledged) and counted
 
 
 class MQTTError(Exception):
@@ -83,7 +90,7 @@ class _SockShim:
 
 class Session:
     def __init__(self, stream, client_id, *, user=None, password=None, keepalive=120, on_message=None,
-                 timeout_ms=20000, log=None):
+                 timeout_ms=20000, log=None, counters=None):
         self.stream = stream
         self.keepalive = keepalive
         self.timeout_ms = timeout_ms
@@ -103,7 +110,8 @@ class Session:
         self._tasks = []
         self._dead = None
         self._inbox = []
-        self._skip = 0  # bytes still to drop of an oversize packet
+        self._big = None  # an oversize PUBLISH being skipped: [bytes left, offset, qos, topic length, packet id, size]
+        self.counters = counters  # a dict outliving the session: "oversize" is added to it too
 
     # -- sending -----------------------------------------------------------
     async def _flush(self):
@@ -153,14 +161,14 @@ class Session:
         finally:
             _umqtt.socket = saved
         self._pipe.inp = bytearray()
-        self._tasks.append(asyncio.create_task(self._reader()))
+        self._tasks.append(asyncio.create_task(self._guard("reader", self._reader())))
         await self._flush()
         code = await self._await((0x20, 0), "CONNACK")
         if code != 0:
             self._kill("CONNACK refused with code %d" % code)
             raise MQTTError("connection refused, code %d" % code)
         self.connected = True
-        self._tasks.append(asyncio.create_task(self._keeper()))
+        self._tasks.append(asyncio.create_task(self._guard("keeper", self._keeper())))
 
     async def publish(self, topic, payload, qos=0, retain=False):
         """Publish; with qos=1 return only after the broker's PUBACK (bounded)."""
@@ -221,6 +229,21 @@ class Session:
             await asyncio.sleep_ms(200)
         return self._dead
 
+    async def _guard(self, name, coro):
+        """Run one of the session's tasks; an end the session did not ask for ends the session."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - MemoryError, a failing callback: the session cannot go on deaf
+            try:
+                why = "%s died: %s: %s" % (name, type(e).__name__, e)
+            except MemoryError:
+                why = "%s died" % name
+            self._kill(why)
+            return
+        self._kill("%s ended" % name)
+
     # -- receiving ---------------------------------------------------------
     def _deliver(self, topic, msg):
         self._inbox.append((topic, msg))
@@ -234,12 +257,13 @@ class Session:
                     return
                 self.stats["bytes_rx"] += len(data)
                 self._last_rx = ticks_ms()
-                if self._skip:
-                    drop = min(self._skip, len(data))
-                    self._skip -= drop
-                    data = data[drop:]
                 self._rx += data
                 while self._dead is None:
+                    if self._big is not None:
+                        if not self._skip_big():
+                            break
+                        await self._skipped()
+                        continue
                     pkt = self._frame()
                     if pkt is None:
                         break
@@ -267,19 +291,60 @@ class Session:
             if shift > 21:
                 raise MQTTError("bad remaining length")
         if n > _MAX_IN:
-            self.stats["oversize"] += 1
-            # skip it whole: the rest may not have arrived yet, so remember how much to drop
-            drop = min(len(buf), i + n)
-            self._rx = buf[drop:]
-            if drop < i + n:
-                self._rx = bytearray()
-                self._skip = i + n - drop
+            if buf[0] & 0xF0 != 0x30:
+                raise MQTTError("oversize packet 0x%02x" % buf[0])
+            qos = buf[0] >> 1 & 3
+            if qos == 2:
+                raise MQTTError("QoS 2 PUBLISH")
+            # skip it as it streams in, reading the packet id on the way (after the topic) to acknowledge it
+            self._big = [n, 0, qos, 0, 0, n]
+            self._rx = buf[i:]
             return None
         if len(buf) < i + n:
             return None
         pkt = bytes(buf[: i + n])
         self._rx = buf[i + n:]
         return pkt
+
+    def _skip_big(self):
+        """Drop what has arrived of the oversize PUBLISH; True once all of it has gone."""
+        big, buf = self._big, self._rx
+        left, off, qos = big[0], big[1], big[2]
+        k = 0
+        # the variable header (topic length, topic, packet id) is read byte by byte; the payload is dropped whole
+        while k < len(buf) and left and (qos and off < big[3] + 4 or off < 2):
+            b = buf[k]
+            if off == 0:
+                big[3] = b << 8
+            elif off == 1:
+                big[3] |= b
+            elif off == big[3] + 2:
+                big[4] = b << 8
+            elif off == big[3] + 3:
+                big[4] |= b
+            k += 1
+            off += 1
+            left -= 1
+        drop = min(left, len(buf) - k)
+        left -= drop
+        k += drop
+        self._rx = buf[k:]
+        big[0], big[1] = left, off
+        return left == 0
+
+    async def _skipped(self):
+        """An oversize PUBLISH has been skipped: count it, and acknowledge it if it was QoS 1."""
+        big, self._big = self._big, None
+        self.stats["oversize"] += 1
+        if self.counters is not None:
+            self.counters["oversize"] = self.counters.get("oversize", 0) + 1
+        if self.log:
+            self.log.warning("incoming message of %d bytes skipped (at most %d)", big[5], _MAX_IN)
+        if big[2] == 1:
+            if big[3] + 4 > big[1]:
+                raise MQTTError("oversize PUBLISH shorter than its header")
+            self._pipe.write(b"\x40\x02" + struct.pack("!H", big[4]))
+            await self._flush()
 
     async def _handle(self, pkt):
         self.stats["rx_packets"] += 1
