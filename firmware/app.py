@@ -51,7 +51,7 @@ class Terminal:
         makedirs(cfg["state_dir"])
         self.reset_note = cfg["state_dir"] + _RESET_NOTE
         self.reset_why = take_reset_note(self.reset_note)
-        self.clock = Clock()
+        self.clock = Clock(on_refused=self._clock_refused)
         self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps)
         self.tid = cfg["terminal_id"]
         self.meters = list(cfg["meters"])
@@ -214,7 +214,7 @@ class Terminal:
             "mqtt_reconnects": self.uplink.reconnects, "outbox_dropped": self.outbox.dropped,
             "outbox_corrupt": self.outbox.corrupt, "cmd_refused": self.commands.refused,
             "cmd_dropped": self.commands.dropped,
-            "mqtt_oversize": self.mqtt_counters.get("oversize", 0),
+            "mqtt_oversize": self.mqtt_counters.get("oversize", 0), "clock_refused": self.clock.refused,
         }
         ladder = {k: v for k, v in self.modem.ladder.items() if isinstance(v, int) and v}
         out = {k: v for k, v in err.items() if v}
@@ -252,7 +252,13 @@ class Terminal:
                     sent_err, connects = err, self.uplink.connects
             self.led.on() if self.uplink.connected else self.led.off()
 
+    def _clock_refused(self, src, delta_s):
+        self.log.warning("%s time refused: %+d s from the clock, not confirmed by the other source", src, delta_s)
+        self.emit_event("clock_refused", {"src": src, "delta_s": delta_s})
+
     async def maybe_sync_meter_time(self):
+        if not self.clock.agreed:
+            return  # never set the meters from a clock its sources dispute
         now = self.clock.uptime_s()
         if self._last_time_sync is None or now - self._last_time_sync >= _TIME_SYNC_EVERY_S:
             if await self.metering.sync_time():

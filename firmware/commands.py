@@ -5,7 +5,7 @@ import asyncio
 from firmware import config, payloads
 from firmware.auth import MAX_ENVELOPE, Auth, Refused
 
-_QUEUE_MAX = 8  # commands waiting to run; more are dropped and counted (a flood, not a server)
+_QUEUE_MAX = 8  # commands waiting to run; past it the oldest are dropped and counted (a flood, not a server)
 _QUERY_WHAT = ("address", "position", "energy")
 
 
@@ -36,10 +36,11 @@ class Commands:
         """MQTT callback (runs in the session's reader): queue, never work here.
 
         What is too large to be a command is not kept: only the fact is queued, to be answered `too_large`,
-        so a full queue holds at most _QUEUE_MAX envelopes of MAX_ENVELOPE bytes."""
+        so a full queue holds at most _QUEUE_MAX envelopes of MAX_ENVELOPE bytes. A full queue (a flood)
+        gives up its oldest: what the server sends after a flood is still run."""
         if len(self._queue) >= _QUEUE_MAX:
             self.dropped += 1
-            return
+            self._queue.pop(0)
         self._queue.append(None if len(msg) > MAX_ENVELOPE else msg)
         self._ready.set()
 
@@ -147,7 +148,7 @@ class Commands:
         return {"config": config.redacted(self.t.cfg, list(checked))}
 
     async def _sync_time(self, args):
-        if not await self.t.metering.sync_time():
+        if not self.t.clock.agreed or not await self.t.metering.sync_time():
             raise Refused("no_clock")
         ts, tsrc = self.t.clock.stamp()
         return {"sent": True, "ts": ts, "tsrc": tsrc}
