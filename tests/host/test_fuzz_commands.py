@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 
 from firmware import config
-from firmware.auth import MAX_ENVELOPE, Auth, Refused, sign
+from firmware.auth import MAX_ENVELOPE, NONCES, Auth, Refused, sign
 from firmware.commands import Commands
 from fuzzkit import Campaign, count, deep_text, dumps, mutate, random_bytes, random_json, reproduces, to_bytes
 
@@ -26,7 +26,8 @@ KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 TID = "861234567890123"
 NOW = 1795430400
 SKEW = 300
-_CODES = ("too_large", "malformed", "bad_mac", "stale", "replay")
+_CODES = ("too_large", "malformed", "bad_mac", "stale", "replay", "busy")
+_EXPECTED = _CODES[:5]  # "busy" needs more same-second commands than the store holds: rare by design
 _OPS = ("query", "read", "status", "config.get", "config.set", "sync_time", "reboot", "nope", "")
 _SESSION = 2000  # checks against one Auth (its nonce store fills and prunes) before a fresh one
 
@@ -238,7 +239,7 @@ def test_fuzz_auth_check():
             state["accepted"].append(payload)
         try:  # the same envelope again at once is a replay
             auth.check(payload, now, True)
-            if active["auth-replay-eviction"] and len(auth._nonces) >= 256:
+            if active["auth-replay-eviction"] and len(auth.nonces) >= NONCES:
                 camp.known_hit("auth-replay-eviction")
             else:
                 camp.fail(payload, "immediate replay accepted")
@@ -249,7 +250,7 @@ def test_fuzz_auth_check():
     camp.run("envelopes", count(100_000), one)
     rep = camp.check()
     if rep["scale"] >= 1:
-        for code in _CODES:
+        for code in _EXPECTED:
             assert rep["outcomes"].get("refused_" + code), "no input was refused as %s" % code
         assert rep["outcomes"].get("accepted", 0) > 1000
 

@@ -170,27 +170,35 @@ def latency_and_cpu(workdir):
     }
 
 
-def smallest_heap(workdir, lo=16):
-    """The smallest -X heapsize (KB) at which a short soak still passes: bisection to 4 KB.
+# the commands form of the short soak: a signed query after every cycle, and each command fault once
+_HEAP_SOAK_FAULTS = ("cmd:flood", "clock:gnss_jump", "cmd:oversize", "power:cut", "modem:peer_close")
 
-    `lo` is a heap known to fail (below the smallest that loads the code, nothing can pass)."""
+
+def smallest_heap(workdir, lo=16):
+    """The smallest -X heapsize (KB) at which a short soak with commands still passes: bisection to 4 KB.
+
+    `lo` is a heap known to fail (below the smallest that loads the code, nothing can pass). The soak sends a
+    signed query every cycle and goes through a bad-MAC flood, oversize messages and a GNSS clock jump, so
+    the figure covers the command path (its nonce store, queue and answers), not only readings."""
     tried = {}
 
     def passes(kb):
         # a MemoryError is a failure even when the terminal recovers from it by resetting
-        figures = soak.run(cycles=4, seed=11, heapsize="%dK" % kb, workdir=Path(workdir) / ("heap%d" % kb),
-                           log=lambda *a: None, fail_on="MemoryError")
+        figures = soak.run(cycles=len(_HEAP_SOAK_FAULTS), seed=11, heapsize="%dK" % kb,
+                           workdir=Path(workdir) / ("heap%d" % kb), log=lambda *a: None, fail_on="MemoryError",
+                           commands=True, sequence=_HEAP_SOAK_FAULTS)
         tried[kb] = figures["passed"]
         return figures["passed"]
 
     kb = _smallest(passes, lo, 256, step=4)
-    return {"smallest_heap_kb_soak_passes": kb, "heap_tried_kb": {str(k): v for k, v in sorted(tried.items())}}
+    return {"smallest_heap_kb_soak_with_commands_passes": kb,
+            "heap_tried_kb": {str(k): v for k, v in sorted(tried.items())}}
 
 
 def _working_set(out):
     """What running adds to loading: the soak's smallest heap beyond the smallest heap that loads the code,
     and the live data after a collection (the full heartbeat's free heap, taken just after gc.collect)."""
-    load, soak_kb = out.get("heap_kb_smallest_to_load_code"), out.get("smallest_heap_kb_soak_passes")
+    load, soak_kb = out.get("heap_kb_smallest_to_load_code"), out.get("smallest_heap_kb_soak_with_commands_passes")
     if load and soak_kb:
         out["heap_kb_running_beyond_loading"] = soak_kb - load
     total, free, code = (out.get("heap_bytes_total_default_heap"), out.pop("heap_free_bytes_default_heap", None),
