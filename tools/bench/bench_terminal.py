@@ -66,6 +66,46 @@ def _import_code(heap_kb=None):
     return (int(out[0]), int(out[1])) if len(out) == 2 else None
 
 
+_NONCES = """
+import gc, json, os, sys
+sys.path[:0] = ["", "lib"]
+from firmware.auth import Auth, sign
+KEY, TID, NOW, D = "00" * 32, "861234567890123", 1795430400, sys.argv[1]
+def env(i, ts):
+    body = '{"id":"c%d","op":"status","args":{},"ts":%d,"nonce":"%064d"}' % (i, ts, i)
+    return json.dumps({"body": body, "mac": sign(KEY, TID, body)})
+gc.collect()
+base = gc.mem_alloc()
+a = Auth(TID, KEY, 300, D + "/nonces.bin")
+for i in range(600):
+    a.check(env(i, NOW + i // 4), NOW + i // 4, True)
+gc.collect()
+live = gc.mem_alloc() - base
+e = env(10 ** 6, NOW + 150)
+gc.collect()
+gc.disable()
+m0 = gc.mem_alloc()
+a.check(e, NOW + 150, True)
+per = gc.mem_alloc() - m0
+gc.enable()
+print(live, per, os.stat(D + "/nonces.bin")[6])
+"""
+
+
+def nonce_store_cost():
+    """The replay store after 600 commands with 64-character nonces (512 remembered): heap it keeps, heap one
+    more accepted command allocates (the whole check: JSON, HMAC, store, append), and its file on flash."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="bdmeter-nonces-") as d:
+        out = subprocess.run([_micropython(), "-c", _NONCES, d], cwd=ROOT / "build" / "mpy", capture_output=True,
+                             text=True, timeout=120).stdout.split()
+    if len(out) != 3:
+        return {}
+    return {"nonce_store_heap_bytes_live_512": int(out[0]), "command_check_heap_bytes_allocated": int(out[1]),
+            "nonce_store_file_bytes": int(out[2])}
+
+
 def code_heap():
     """Heap taken by the imported code alone, and the smallest heap that can load it at all.
 
@@ -211,6 +251,7 @@ def _working_set(out):
 def run():
     out = code_size()
     out.update(code_heap())
+    out.update(nonce_store_cost())
     with tempfile.TemporaryDirectory(prefix="bdmeter-bench-") as d:
         out.update(wire_and_heap(Path(d) / "wire"))
         out.update(latency_and_cpu(Path(d) / "latency"))
