@@ -452,3 +452,19 @@ def test_fuzz_command_args():
             assert rep["outcomes"].get(op + "_refused_bad_args"), "no %s input was refused as bad_args" % op
         for op in ("config.get", "config.set"):
             assert rep["outcomes"].get(op + "_refused_forbidden_key"), "no %s forbidden_key" % op
+
+
+def test_command_queue_is_bounded_in_bytes_and_keeps_the_newest():
+    # regression: the queue took 8 messages of up to 4 KB before the 1 KB check ran, and a flood left no room
+    # for what the server sent after it
+    tmp = tempfile.mkdtemp(prefix="bdmeter-queue-")
+    try:
+        cmds = Commands(_Terminal(tmp))
+        for _ in range(20):
+            cmds.incoming("cmd", b"x" * 4000)
+        cmds.incoming("cmd", b"last")
+        held = sum(len(m) for m in cmds._queue if m is not None)
+        assert len(cmds._queue) == 8 and held <= 8 * MAX_ENVELOPE and cmds._queue[-1] == b"last"
+        assert cmds.dropped == 13
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -76,3 +76,20 @@ def test_persistent_session_survives_a_broker_restart(rig):
     assert persistent_session_survives(rig, rig.broker.restart)
     rig.wait("the terminal reconnected", lambda: len(rig.of("register")) > n, 60)
     _query_ok(rig)
+
+
+def test_short_soak_with_commands(tmp_path):
+    # each command fault once, a broker restart (with its persistent-session check) and a power cut, a signed
+    # query after every cycle, in the RAM budget of the short soak
+    from tools import soak
+
+    seq = ("cmd:flood", "clock:gnss_jump", "broker:restart", "cmd:oversize", "power:cut")
+    figures = soak.run(cycles=len(seq), seed=3, workdir=tmp_path / "soak", heapsize="256K", fail_on="MemoryError",
+                       commands=True, sequence=seq)
+    print({k: figures[k] for k in ("queries_sent", "queries_answered", "clock_jumps", "meter_clock_offset_s",
+                                   "persistent_sessions_kept_across_broker_restarts", "last_heartbeat_err")})
+    assert figures["queries_lost"] == 0 and figures["queries_answered"] == figures["queries_sent"] == len(seq)
+    assert figures["clock_jumps"] == 1 and figures["clock_jumps_not_reported"] == 0
+    assert figures["meter_synced_from_wrong_clock"] == 0 and abs(figures["meter_clock_offset_s"]) < 120
+    assert figures["persistent_sessions_kept_across_broker_restarts"] == 1
+    assert figures["passed"], figures
