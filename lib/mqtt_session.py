@@ -32,6 +32,7 @@ from mpcompat import ticks_diff, ticks_ms
 from umqtt import simple as _umqtt
 
 _MAX_IN = 4096  # larger incoming packets are skipped (a QoS 1 one acknowledged) and counted
+_READ = 1536  # asked of the stream per read: a modem socket's whole chunk (QIRD gives at most 1500), not split
 
 
 class MQTTError(Exception):
@@ -47,18 +48,24 @@ class _Pipe:
 
     def __init__(self):
         self.out = bytearray()
-        self.inp = bytearray()
+        self.inp = b""
+        self.pos = 0
+
+    def feed(self, data):
+        """What umqtt reads next (a packet; a memoryview of the receive buffer is read without a copy)."""
+        self.inp = data
+        self.pos = 0
 
     def write(self, buf, n=None):
         self.out += buf if n is None else buf[:n]
         return len(buf) if n is None else n
 
     def read(self, n):
-        if len(self.inp) < n:
+        p = self.pos
+        if len(self.inp) - p < n:
             raise MQTTError("codec read past the buffered packet")
-        data = bytes(self.inp[:n])
-        self.inp = self.inp[n:]
-        return data
+        self.pos = p + n
+        return bytes(self.inp[p:p + n])
 
     def setblocking(self, flag):
         pass
@@ -105,6 +112,7 @@ class Session:
         self._waiters = {}  # (packet type, packet id) -> [asyncio.Event, result]
         self._lock = asyncio.Lock()  # one writer on the stream
         self._rx = bytearray()
+        self._rxp = 0  # bytes of _rx already framed; dropped (in place) before the next read is appended
         self._last_rx = ticks_ms()
         self._last_tx = ticks_ms()
         self._tasks = []
@@ -153,14 +161,14 @@ class Session:
         c = self._c
         if will:
             c.set_last_will(will[0], will[1], retain=will[3], qos=will[2])
-        self._pipe.inp = bytearray(b"\x20\x02\x00\x00")  # what umqtt blocks for; the real CONNACK is checked below
+        self._pipe.feed(b"\x20\x02\x00\x00")  # what umqtt blocks for; the real CONNACK is checked below
         saved = _umqtt.socket
         _umqtt.socket = _SockShim(self._pipe)
         try:
             c.connect(clean_session=clean)
         finally:
             _umqtt.socket = saved
-        self._pipe.inp = bytearray()
+        self._pipe.feed(b"")
         self._tasks.append(asyncio.create_task(self._guard("reader", self._reader())))
         await self._flush()
         code = await self._await((0x20, 0), "CONNACK")
@@ -178,9 +186,9 @@ class Session:
             c.pid = 0  # packet ids are 16-bit and never 0; umqtt.simple does not wrap them
         if qos == 1:
             pid = c.pid + 1
-            self._pipe.inp = bytearray(b"\x40\x02" + struct.pack("!H", pid))
+            self._pipe.feed(b"\x40\x02" + struct.pack("!H", pid))
         c.publish(topic, payload, retain, qos)
-        self._pipe.inp = bytearray()
+        self._pipe.feed(b"")
         if qos != 1:
             await self._flush()
             return
@@ -195,9 +203,9 @@ class Session:
         if c.pid >= 65535:
             c.pid = 0
         pid = c.pid + 1
-        self._pipe.inp = bytearray(b"\x90\x03" + struct.pack("!H", pid) + bytes((qos,)))
+        self._pipe.feed(b"\x90\x03" + struct.pack("!H", pid) + bytes((qos,)))
         c.subscribe(topic, qos)
-        self._pipe.inp = bytearray()
+        self._pipe.feed(b"")
         key = (0x90, pid)
         self._waiters[key] = None
         await self._flush()
@@ -251,12 +259,15 @@ class Session:
     async def _reader(self):
         try:
             while self._dead is None:
-                data = await self.stream.read(1024)
+                data = await self.stream.read(_READ)
                 if not data:
                     self._kill("stream closed by peer")
                     return
                 self.stats["bytes_rx"] += len(data)
                 self._last_rx = ticks_ms()
+                if self._rxp:
+                    self._rx[0:self._rxp] = b""
+                    self._rxp = 0
                 self._rx += data
                 while self._dead is None:
                     if self._big is not None:
@@ -274,15 +285,18 @@ class Session:
             self._kill("protocol error: %s" % (e,))
 
     def _frame(self):
-        """Cut one complete packet from the receive buffer, or None."""
-        buf = self._rx
+        """The next complete packet in the receive buffer (a memoryview into it, valid until the next read), or
+        None. Framing moves an offset: nothing is copied per packet."""
+        buf, p = self._rx, self._rxp
+        if p >= len(buf):
+            return None
         n = 0
         shift = 0
         i = 1
         while True:
-            if i >= len(buf):
+            if p + i >= len(buf):
                 return None
-            b = buf[i]
+            b = buf[p + i]
             n |= (b & 0x7F) << shift
             i += 1
             if not b & 0x80:
@@ -291,26 +305,25 @@ class Session:
             if shift > 21:
                 raise MQTTError("bad remaining length")
         if n > _MAX_IN:
-            if buf[0] & 0xF0 != 0x30:
-                raise MQTTError("oversize packet 0x%02x" % buf[0])
-            qos = buf[0] >> 1 & 3
+            if buf[p] & 0xF0 != 0x30:
+                raise MQTTError("oversize packet 0x%02x" % buf[p])
+            qos = buf[p] >> 1 & 3
             if qos == 2:
                 raise MQTTError("QoS 2 PUBLISH")
             # skip it as it streams in, reading the packet id on the way (after the topic) to acknowledge it
             self._big = [n, 0, qos, 0, 0, n]
-            self._rx = buf[i:]
+            self._rxp = p + i
             return None
-        if len(buf) < i + n:
+        if len(buf) < p + i + n:
             return None
-        pkt = bytes(buf[: i + n])
-        self._rx = buf[i + n:]
-        return pkt
+        self._rxp = p + i + n
+        return memoryview(buf)[p:p + i + n]
 
     def _skip_big(self):
         """Drop what has arrived of the oversize PUBLISH; True once all of it has gone."""
         big, buf = self._big, self._rx
         left, off, qos = big[0], big[1], big[2]
-        k = 0
+        k = self._rxp
         # the variable header (topic length, topic, packet id) is read byte by byte; the payload is dropped whole
         while k < len(buf) and left and (qos and off < big[3] + 4 or off < 2):
             b = buf[k]
@@ -328,7 +341,7 @@ class Session:
         drop = min(left, len(buf) - k)
         left -= drop
         k += drop
-        self._rx = buf[k:]
+        self._rxp = k
         big[0], big[1] = left, off
         return left == 0
 
@@ -350,13 +363,13 @@ class Session:
         self.stats["rx_packets"] += 1
         kind = pkt[0] & 0xF0
         if kind == 0x30:  # PUBLISH: umqtt decodes it and queues its PUBACK in the pipe
-            self._pipe.inp = bytearray(pkt)
+            self._pipe.feed(pkt)
             try:
                 self._c.wait_msg()
             except (AssertionError, IndexError):  # QoS 2 or a truncated packet: not ours to handle
                 raise MQTTError("undecodable PUBLISH")
             finally:
-                self._pipe.inp = bytearray()
+                self._pipe.feed(b"")
             await self._flush()
             inbox, self._inbox = self._inbox, []
             for topic, msg in inbox:

@@ -24,7 +24,7 @@ if umqtt is None:
 import mqtt_session  # noqa: E402  (needs umqtt.simple importable first)
 
 _MAX_IN = mqtt_session._MAX_IN
-_READ = 1024  # what the session's reader asks for
+_READ = mqtt_session._READ  # what the session's reader asks for
 
 
 def _varint(n):
