@@ -210,6 +210,34 @@ def latency_and_cpu(workdir):
     }
 
 
+def commands_in_small_heap(workdir, heap="224K", seconds=300):
+    """Ordinary signed commands (status and query, one every ~0.3 s) for `seconds` in a `heap` heap: answered,
+    MemoryErrors, self-resets, and the nonce store's file at the end."""
+    rig = TerminalRig(workdir, heapsize=heap)
+    sent = answered = 0
+    try:
+        rig.wait("first readings", lambda: len(rig.of("energy")) >= 2, 90)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            query = sent % 2 == 1
+            rid, _ = rig.command("query" if query else "status", {"what": ["address", "energy"]} if query else {})
+            sent += 1
+            try:
+                answered += bool(rig.answer(rid, 20).get("ok"))
+            except AssertionError:
+                pass
+            time.sleep(0.3)
+        resets = [e for e in rig.of("event") if e.get("kind") == "reboot" and e["data"].get("why")]
+        log = rig.fw.output()
+        store = Path(workdir) / "flash" / "nonces.bin"
+    finally:
+        rig.close()
+    return {"commands_small_heap": heap, "commands_small_heap_sent": sent, "commands_small_heap_answered": answered,
+            "commands_small_heap_memory_errors": log.count("MemoryError"),
+            "commands_small_heap_self_resets": len(resets),
+            "nonce_store_file_bytes_after": store.stat().st_size if store.exists() else None}
+
+
 # the commands form of the short soak: a signed query after every cycle, and each command fault once
 _HEAP_SOAK_FAULTS = ("cmd:flood", "clock:gnss_jump", "cmd:oversize", "power:cut", "modem:peer_close")
 
@@ -255,5 +283,6 @@ def run():
     with tempfile.TemporaryDirectory(prefix="bdmeter-bench-") as d:
         out.update(wire_and_heap(Path(d) / "wire"))
         out.update(latency_and_cpu(Path(d) / "latency"))
+        out.update(commands_in_small_heap(Path(d) / "commands"))
         out.update(smallest_heap(d, lo=(out.get("heap_kb_smallest_to_load_code") or 17) - 1))
     return _working_set(out)
