@@ -32,14 +32,20 @@ class Refused(Exception):
         self.id = req_id
 
 
-def hmac_sha256(key, msg):
-    """HMAC-SHA256 (RFC 2104); MicroPython has hashlib.sha256 but no hmac module."""
+def hmac_pads(key):
+    """The inner and outer padded keys of HMAC-SHA256 for `key` (computed once per key, not per message)."""
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()
     key = key + bytes(_BLOCK - len(key))
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    return bytes(b ^ 0x36 for b in key), bytes(b ^ 0x5C for b in key)
+
+
+def hmac_sha256(key, msg, pads=None):
+    """HMAC-SHA256 (RFC 2104); MicroPython has hashlib.sha256 but no hmac module."""
+    ipad, opad = pads or hmac_pads(key)
+    inner = hashlib.sha256(ipad)
     inner.update(msg)
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    outer = hashlib.sha256(opad)
     outer.update(inner.digest())
     return outer.digest()
 
@@ -266,6 +272,7 @@ class Auth:
     def __init__(self, tid, key_hex, max_skew_s=300, state_path=None, log=None):
         self.tid = tid
         self.key = unhexlify(key_hex) if key_hex else None
+        self._pads = hmac_pads(self.key) if self.key else None
         self.max_skew_s = max_skew_s
         self.log = log
         self.refused = 0
@@ -293,7 +300,7 @@ class Auth:
             signed = canonical(self.tid, body_text)  # may fail to encode (lone surrogates): malformed
         except (ValueError, KeyError, TypeError, UnicodeError, RuntimeError):
             raise Refused("malformed")
-        if self.key is None or not equal(hmac_sha256(self.key, signed), mac):
+        if self.key is None or not equal(hmac_sha256(self.key, signed, self._pads), mac):
             # not authentic (or no key configured): the id is echoed only so the server can match the answer
             raise Refused("bad_mac", _peek_id(body_text))
         # authentic from here on; still refuse malformed, old or replayed bodies
