@@ -8,7 +8,7 @@ PORT   ?= /dev/ttyUSB0
 CONFIG ?= config.json
 PYTEST_ARGS ?=
 
-.PHONY: all venv deps mpy test unit lint run deploy bench soak demo clean help
+.PHONY: all venv deps mpy test unit lint run deploy bench soak demo clean help web-deps
 
 all: test
 
@@ -21,6 +21,7 @@ help:
 	@echo "make mpy     - compile firmware/ and lib/ to build/mpy with mpy-cross"
 	@echo "make run CONFIG=cfg.json     - run the firmware under the unix port"
 	@echo "make deploy PORT=/dev/ttyUSB0 - copy build/mpy to a board with mpremote"
+	@echo "make web-deps - install the dashboard's pinned npm libraries into tools/headend/web/node_modules"
 
 $(VENV)/.installed: requirements-dev.txt tools/bootstrap.sh
 	@bash tools/bootstrap.sh
@@ -33,13 +34,20 @@ build/lib/.pins: requirements-mpy.txt $(VENV)/.installed
 
 deps: build/lib/.pins
 
+WEB := tools/headend/web
+$(WEB)/node_modules/.installed: $(WEB)/package-lock.json
+	@cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+web-deps: $(WEB)/node_modules/.installed
+
 mpy: deps
 	@$(PY) tools/build_mpy.py
 
 lint: venv
 	@$(VENV)/bin/ruff check .
 
-test: lint mpy
+test: lint mpy web-deps
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: venv deps

@@ -215,3 +215,11 @@ def zone(text):
         return ZoneInfo(text.strip())
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise _bad("unknown time zone %s (an IANA name such as Asia/Shanghai, or UTC)" % _show(text))
+
+
+def tile_url(text):
+    """A basemap tile URL template: http(s) with {z}, {x} and {y}."""
+    t = text.strip()
+    if not t.startswith(("http://", "https://")) or not all(p in t for p in ("{z}", "{x}", "{y}")):
+        raise _bad("%s is not an http(s) tile URL with {z}, {x} and {y}" % _show(t, 80))
+    return t

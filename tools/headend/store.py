@@ -7,7 +7,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from tools.headend import rows, schema
+from tools.headend import keyring, rows, schema
 from tools.headend.rows import KWH_COLUMNS, dumps as _dumps  # noqa: F401 (KWH_COLUMNS is part of the API)
 
 log = logging.getLogger("bdmeter.headend")
@@ -181,12 +181,15 @@ class Store:
     # -- keys ----------------------------------------------------------------------------------------
 
     def set_key(self, tid, key_hex):
+        """Store a terminal's command key, encrypted when a master key is configured (keyring.py)."""
+        value = keyring.seal(tid, key_hex)
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO keys(tid, key_hex) VALUES(?, ?)", (tid, key_hex.lower()))
+            db.execute("INSERT OR REPLACE INTO keys(tid, key_hex) VALUES(?, ?)", (tid, value))
 
     def key(self, tid):
+        """The terminal's command key as hex (decrypted), or None."""
         rows = self.query("SELECT key_hex FROM keys WHERE tid = ?", (tid,))
-        return rows[0]["key_hex"] if rows else None
+        return keyring.unseal(tid, rows[0]["key_hex"]) if rows else None
 
     # -- reads -----------------------------------------------------------------------------------------
 
