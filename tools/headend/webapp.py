@@ -82,7 +82,7 @@ def create_app(settings, store=None):
             sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf") or ""
             if not session.get("csrf") or not hmac.compare_digest(sent, session["csrf"]):
                 return _refuse(403, "missing or wrong CSRF token: reload the page")
-        if request.endpoint not in ("login", "static") and g.user is None:
+        if request.endpoint not in ("login", "static", "favicon") and g.user is None:
             if request.path.startswith("/api/") or request.method == "POST":
                 return _refuse(401, "log in first")
             return redirect(url_for("login", next=request.path))
@@ -299,6 +299,10 @@ def create_app(settings, store=None):
             r["login"] = webdata.fmt_time(r["last_login"], tz)
         return render_template("users.html", rows=rows)
 
+    @app.route("/favicon.ico")
+    def favicon():
+        return Response(status=204)
+
     @app.route("/vendor/<path:name>")
     def vendor(name):
         if not name.startswith(VENDOR_DIRS) or ".." in name:
@@ -356,3 +360,15 @@ def env_secret():
     """The session-signing secret from BDMETER_WEB_SECRET (hex) if set, so sessions survive a restart."""
     s = os.environ.get("BDMETER_WEB_SECRET")
     return bytes.fromhex(s) if s else None
+
+
+def background(app, host="127.0.0.1", port=0, threads=8):
+    """Serve `app` with waitress in a daemon thread (tests, benchmark); returns (server, base URL).
+    `server.close()` stops it."""
+    import threading
+
+    import waitress.server
+
+    server = waitress.server.create_server(app, host=host, port=port, threads=threads, ident="bdmeter")
+    threading.Thread(target=server.run, name="dashboard", daemon=True).start()
+    return server, "http://%s:%s" % (host, server.effective_port)

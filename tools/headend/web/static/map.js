@@ -23,14 +23,14 @@ document.addEventListener("DOMContentLoaded", function () {
     return;
   }
   var t0 = performance.now();
-  var map = L.map(el, {preferCanvas: true});
+  var map = L.map(el, {preferCanvas: true, maxZoom: 19, minZoom: 2});
   if (el.dataset.tiles) {
     L.tileLayer(el.dataset.tiles, {maxZoom: 19, attribution: el.dataset.attribution || ""}).addTo(map);
   }
   var regionLayer = L.geoJSON(null).addTo(map);
   var cluster = L.markerClusterGroup({maxClusterRadius: 50, chunkedLoading: true});
   map.addLayer(cluster);
-  window.bdmeterMap = {map: map, cluster: cluster, terminals: [], ready: false};
+  window.bdmeterMap = {map: map, cluster: cluster, regions: regionLayer, terminals: [], ready: false};
   var params = new URLSearchParams(new FormData(document.getElementById("period")));
   fetch("/api/map?" + params.toString(), {credentials: "same-origin"}).then(function (r) {
     if (!r.ok) throw new Error("the server answered " + r.status);
@@ -69,8 +69,10 @@ document.addEventListener("DOMContentLoaded", function () {
     window.bdmeterMap.fetchMs = tFetched - t0;
     window.bdmeterMap.renderMs = performance.now() - t0;
     window.bdmeterMap.ready = true;
+    el.dataset.ready = "1";
     status.textContent = data.terminals.length + " terminals";
   }).catch(function (e) {
-    status.textContent = "could not load the map data: " + e.message;
+    status.textContent = "could not load the map data: " + (e && e.message ? e.message : e);
+    if (window.console) console.error(e && e.stack ? e.stack : e);
   });
 });
