@@ -7,6 +7,8 @@
     bdmeter-headend key    --db fleet.db [--create] TID HEX
     bdmeter-headend serve  --db fleet.db [--bind 127.0.0.1:8080] [--broker HOST:PORT] [--tz Asia/Shanghai]
     bdmeter-headend user   add|remove|list --db fleet.db [NAME] [--role viewer|operator|admin]
+    bdmeter-headend assets import|export --db fleet.db [FILE.csv]
+    bdmeter-headend lineloss --db fleet.db --from ISO --to ISO [--step day|whole] [--threshold PCT] [--csv OUT]
 
 Every argument is checked before anything is connected, computed or written (tools/headend/args.py); a
 bad one ends with a message naming it and exit status 2. Only what a command uses is imported: `status`
@@ -22,7 +24,7 @@ from datetime import timezone
 from pathlib import Path
 
 from tools.headend import args as types
-from tools.headend import report, view
+from tools.headend import cli_web, report, view
 from tools.headend.store import Store
 
 PROG = "bdmeter-headend"
@@ -89,90 +91,8 @@ def parser():
     k.add_argument("--create", action="store_true", help="create the database if it does not exist")
     k.add_argument("terminal", type=types.terminal)
     k.add_argument("hex", type=types.key_hex, metavar="HEX", help="the key, hex, at least 16 bytes")
-    w = sub.add_parser("serve", help="the web dashboard: map, fleet, terminals, alarms, report, commands")
-    w.add_argument("--db", type=types.existing_db, default="fleet.db", help="default %(default)s")
-    w.add_argument("--bind", type=types.broker, default="127.0.0.1:8080", metavar="HOST:PORT",
-                   help="address to listen on (default %(default)s)")
-    w.add_argument("--broker", type=types.broker, help="host:port of the broker, for operator commands")
-    w.add_argument("--prefix", type=types.ident("topic prefix"), default="bdmeter", help="default %(default)s")
-    w.add_argument("--tz", type=types.zone, default=types.zone("Asia/Shanghai"), metavar="ZONE",
-                   help="times shown in this IANA zone (default Asia/Shanghai)")
-    w.add_argument("--tiles", type=types.tile_url, metavar="URL", help="basemap tile URL with {z}/{x}/{y} "
-                   "(e.g. a tile server on the LAN); none by default")
-    w.add_argument("--tiles-attribution", default="", help="text credited under the basemap")
-    w.add_argument("--regions", type=types.regions, metavar="FILE", help="GeoJSON regions shaded on the map and "
-                   "used by the report (default: a grid)")
-    w.add_argument("--grid", type=types.grid_deg, default=0.02, metavar="DEG", help="grid cell size without "
-                   "--regions (default %(default)s)")
-    w.add_argument("--heartbeat-s", type=types.positive_seconds(7 * 86400),
-                   help="heartbeat period for terminals whose period is not learned yet")
-    w.add_argument("--command-timeout", type=types.positive_seconds(600), default=20.0,
-                   help="seconds to wait for a terminal's answer (default %(default)s)")
-
-    u = sub.add_parser("user", help="dashboard users: add (or --replace), remove, list")
-    u.add_argument("action", choices=("add", "remove", "list"))
-    u.add_argument("name", nargs="?")
-    u.add_argument("--db", type=types.existing_db, default="fleet.db", help="default %(default)s")
-    u.add_argument("--role", choices=("viewer", "operator", "admin"), default="viewer", help="default %(default)s")
-    u.add_argument("--replace", action="store_true", help="change an existing user's role and password")
-    u.add_argument("--password-stdin", action="store_true",
-                   help="read the password from the first line of standard input instead of asking")
+    cli_web.add_parsers(sub)
     return p
-
-
-def cmd_serve(a):
-    from tools.headend import webapp
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = webapp.Settings(a.db, broker=a.broker, prefix=a.prefix, tz=a.tz, tiles=a.tiles,
-                               tiles_attribution=a.tiles_attribution, regions=a.regions,
-                               command_timeout_s=a.command_timeout, heartbeat_s=a.heartbeat_s,
-                               secret=webapp.env_secret(), grid_deg=a.grid)
-    host, port = a.bind.rsplit(":", 1)
-    try:
-        webapp.serve(settings, host, int(port))
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-def cmd_user(a):
-    import getpass
-
-    from tools.headend import users
-
-    store = Store(a.db)
-    try:
-        users.ensure(store)
-        if a.action == "list":
-            for u in users.users(store):
-                print("%-20s %s" % (u["name"], u["role"]))
-            return 0
-        if not a.name:
-            print("%s user: error: argument name: give the user's name" % PROG, file=sys.stderr)
-            return 2
-        if a.action == "remove":
-            if not users.remove_user(store, a.name):
-                print("%s user: no user %s" % (PROG, a.name), file=sys.stderr)
-                return 1
-            print("user %s removed" % a.name)
-            return 0
-        if a.password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
-        else:
-            password = getpass.getpass("password for %s: " % a.name)
-            if getpass.getpass("again: ") != password:
-                print("%s user: the passwords differ" % PROG, file=sys.stderr)
-                return 2
-        try:
-            users.add_user(store, a.name, a.role, password, replace=a.replace)
-        except ValueError as e:
-            print("%s user: error: %s" % (PROG, e), file=sys.stderr)
-            return 2
-        print("user %s (%s) %s" % (a.name, a.role, "updated" if a.replace else "added"))
-        return 0
-    finally:
-        store.close()
 
 
 def load_keys(path):
@@ -325,7 +245,7 @@ def main(argv=None):
         return e.code if isinstance(e.code, int) else 2
     try:
         return {"run": cmd_run, "status": cmd_status, "query": cmd_query, "report": cmd_report,
-                "key": cmd_key, "serve": cmd_serve, "user": cmd_user}[a.cmd](a)
+                "key": cmd_key, **cli_web.COMMANDS}[a.cmd](a)
     except (ValueError, OSError) as e:
         print("%s: %s" % (a.cmd, e), file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from pathlib import Path
 from flask import (Flask, Response, abort, g, jsonify, redirect, render_template, request, send_from_directory,
                    session, url_for)
 
-from tools.headend import contract, report, users, view, webdata
+from tools.headend import contract, report, users, view, webdata, webloss
 from tools.headend.store import Store
 
 log = logging.getLogger("bdmeter.headend")
@@ -32,7 +32,7 @@ class Settings:
     """What `bdmeter-headend serve` was given (see cli.py)."""
 
     def __init__(self, db, broker=None, prefix="bdmeter", tz=None, tiles=None, tiles_attribution="", regions=None,
-                 command_timeout_s=20.0, heartbeat_s=None, secret=None, grid_deg=0.02):
+                 command_timeout_s=20.0, heartbeat_s=None, secret=None, grid_deg=0.02, loss_threshold=0.10):
         self.db, self.broker, self.prefix = str(db), broker, prefix
         self.tz = tz or timezone.utc
         self.tiles, self.tiles_attribution = tiles, tiles_attribution
@@ -41,6 +41,7 @@ class Settings:
         self.heartbeat_s = heartbeat_s
         self.secret = secret or secrets.token_bytes(32)
         self.grid_deg = grid_deg
+        self.loss_threshold = loss_threshold
 
 
 def zone_label(tz):
@@ -139,9 +140,9 @@ def create_app(settings, store=None):
 
     # -- pages ---------------------------------------------------------------------------------------------
 
-    def period():
+    def period(default=None):
         """(from, to) Unix seconds from ?from=&to= (local date-times in the dashboard's zone), else the default."""
-        d_from, d_to = webdata.default_period(store_())
+        d_from, d_to = default or webdata.default_period(store_())
         try:
             t_from = _local(request.args.get("from"), tz) if request.args.get("from") else d_from
             t_to = _local(request.args.get("to"), tz) if request.args.get("to") else d_to
@@ -298,6 +299,8 @@ def create_app(settings, store=None):
         for r in rows:
             r["login"] = webdata.fmt_time(r["last_login"], tz)
         return render_template("users.html", rows=rows)
+
+    webloss.add_routes(app, store_, settings, need, period)
 
     @app.route("/favicon.ico")
     def favicon():
