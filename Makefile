@@ -13,7 +13,8 @@ PYTEST_ARGS ?=
 all: test
 
 help:
-	@echo "make demo    - fleet of simulated terminals, head-end, status table, query, regional map"
+	@echo "make demo    - fleet of simulated terminals, head-end, status table, query, regional map, line loss"
+	@echo "make demo SERVE=1 - the same, then the web dashboard on it until Ctrl-C"
 	@echo "make test    - lint + unit tests on CPython and MicroPython + port and system tests"
 	@echo "make bench   - benchmarks, printed and written to build/bench.json"
 	@echo "make soak    - long soak with seeded faults and power cuts"
@@ -68,8 +69,9 @@ bench: mpy
 soak: mpy
 	@$(PY) -m tools.soak
 
-demo: mpy
-	@$(PY) -m tools.demo
+# SERVE=1: keep the demo running and serve the dashboard on it until Ctrl-C
+demo: mpy web-deps
+	@$(PY) -m tools.demo $(if $(SERVE),--serve)
 
 clean:
 	rm -rf build
