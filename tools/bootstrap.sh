@@ -59,3 +59,15 @@ if [ ! -x /usr/bin/chromium ]; then
         die "chromium is missing and cannot be installed here (needs root and apt-get): install the 'chromium' package"
     fi
 fi
+
+# Debian's PostgreSQL 15 for the tests of the head-end's PostgreSQL store (the tests start their own server
+# with initdb in a temporary folder; nothing here starts or configures a system service)
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "bootstrap: installing Debian package postgresql"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+            || die "apt-get could not install postgresql"
+    else
+        die "PostgreSQL 15 is missing and cannot be installed here (needs root and apt-get): install 'postgresql'"
+    fi
+fi

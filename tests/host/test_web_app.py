@@ -12,14 +12,14 @@ import pytest
 import webfleet
 
 from tools.headend import keyring, report, users, webapp
-from tools.headend.store import Store
+from tools.headend.pgstore import open_store as Store
 
 COMMAND = Path(sys.executable).parent / "bdmeter-headend"
 
 
 @pytest.fixture
-def db(tmp_path):
-    return str(webfleet.build(tmp_path / "fleet.db"))
+def db(tmp_path, backend):
+    return webfleet.build(backend.target(tmp_path / "fleet.db"))
 
 
 @pytest.fixture
@@ -115,7 +115,7 @@ def test_viewer_is_refused_commands_and_operator_needs_the_csrf_token(app, db):
     store = Store(db)
     log = users.audit_log(store)
     store.close()
-    assert [(x["user"], x["op"], x["error"]) for x in log] == [("ada", "read", "no broker configured")]
+    assert [(x["who"], x["op"], x["error"]) for x in log] == [("ada", "read", "no broker configured")]
     assert "no broker configured" in o.get("/audit").text
 
 
@@ -166,11 +166,11 @@ def test_passwords_are_scrypt_hashes(db):
         assert users.verify_password(webfleet.PASSWORDS[r["name"]], r["hash"])
 
 
-def test_command_keys_are_encrypted_at_rest_with_the_master_key(tmp_path, monkeypatch):
+def test_command_keys_are_encrypted_at_rest_with_the_master_key(tmp_path, monkeypatch, backend):
     master = tmp_path / "master.key"
     keyring.new_master_key_file(str(master))
     monkeypatch.setenv(keyring.ENV_FILE, str(master))
-    store = Store(tmp_path / "k.db")
+    store = backend.open(tmp_path / "k.db")
     store.set_key("861234567890100", webfleet.KEY)
     raw = store.query("SELECT key_hex FROM keys")[0]["key_hex"]
     assert raw.startswith("aesgcm1:") and webfleet.KEY not in raw
@@ -187,8 +187,8 @@ def test_command_keys_are_encrypted_at_rest_with_the_master_key(tmp_path, monkey
     store.close()
 
 
-def test_user_command_adds_lists_and_refuses_bad_input(tmp_path):
-    db = str(tmp_path / "u.db")
+def test_user_command_adds_lists_and_refuses_bad_input(tmp_path, backend):
+    db = backend.target(tmp_path / "u.db")
     Store(db).close()
 
     def run(*argv, stdin=""):

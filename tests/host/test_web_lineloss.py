@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tools import demo_areas
-from tools.headend import Ingest, Store, assets, lineloss, synth, users, webapp
+from tools.headend import Ingest, assets, lineloss, synth, users, webapp
+from tools.headend.pgstore import open_store
 from tools.sim.meter_model import Meter
 
 COMMAND = Path(sys.executable).parent / "bdmeter-headend"
@@ -48,7 +49,7 @@ def simulated():
 
 def _store(path, samples, spacing=3600):
     """Readings at T0 + k * spacing for every meter; the terminal reading area k's meters is terminal k."""
-    store = Store(path)
+    store = open_store(path)
     ing = Ingest(store)
     for n, area in enumerate(demo_areas.AREAS):
         tid = "86123456789020%d" % n
@@ -65,8 +66,8 @@ def _store(path, samples, spacing=3600):
     return store
 
 
-def test_rates_equal_a_hand_computation_and_the_bad_area_stands_out(tmp_path, simulated):
-    store = _store(tmp_path / "f.db", simulated)
+def test_rates_equal_a_hand_computation_and_the_bad_area_stands_out(tmp_path, simulated, backend):
+    store = _store(backend.target(tmp_path / "f.db"), simulated)
     # boundaries between the readings: every meter is interpolated at the same instants
     t_from, t_to = T0 + 1800, T0 + 3600 * (len(simulated) - 1) - 900
     rows = {r["area"]: r for r in lineloss.compute(store, t_from, t_to, timezone.utc, "whole")}
@@ -97,8 +98,8 @@ def test_rates_equal_a_hand_computation_and_the_bad_area_stands_out(tmp_path, si
     assert bad["rate"] > Decimal("0.20") and bad["flagged"]
 
 
-def test_daily_rates_need_readings_on_both_sides_of_each_midnight(tmp_path, simulated):
-    store = _store(tmp_path / "f.db", simulated, spacing=86400 // 2)
+def test_daily_rates_need_readings_on_both_sides_of_each_midnight(tmp_path, simulated, backend):
+    store = _store(backend.target(tmp_path / "f.db"), simulated, spacing=86400 // 2)
     rows = lineloss.compute(store, T0, T0 + 86400 * 3, timezone.utc, "day")
     store.close()
     days = {}
@@ -125,8 +126,8 @@ def test_register_import_refuses_bad_files_whole():
         assets.parse_csv("meter,area,role,customer\n000000000001,A,supply,\n000000000001,A,customer,\n")
 
 
-def test_cli_imports_and_flags(tmp_path, simulated):
-    db = tmp_path / "f.db"
+def test_cli_imports_and_flags(tmp_path, simulated, backend):
+    db = backend.target(tmp_path / "f.db")
     _store(db, simulated).close()
     csv_path = tmp_path / "assets.csv"
     csv_path.write_text(demo_areas.register_csv())
@@ -148,8 +149,8 @@ def test_cli_imports_and_flags(tmp_path, simulated):
     assert "TA-02 Saihan" in (tmp_path / "ll.csv").read_text()
 
 
-def test_dashboard_page_flags_the_area_and_admins_import(tmp_path, simulated):
-    db = tmp_path / "f.db"
+def test_dashboard_page_flags_the_area_and_admins_import(tmp_path, simulated, backend):
+    db = backend.target(tmp_path / "f.db")
     store = _store(db, simulated)
     users.add_user(store, "root", "admin", "root-admin-pw")
     users.add_user(store, "vic", "viewer", "vic-viewer-pw")

@@ -2,7 +2,8 @@
 
 import time
 
-from tools.headend import Ingest, Store, synth, users
+from tools.headend import Ingest, synth, users
+from tools.headend.pgstore import open_store
 
 KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 PASSWORDS = {"ada": "ada-operator-pw", "vic": "vic-viewer-pw", "root": "root-admin-pw"}
@@ -25,7 +26,7 @@ def build(path, now=None, hours=30, key=KEY):
     """Fill the database at `path`: registrations, hourly readings over `hours` hours, heartbeats, events."""
     now = time.time() if now is None else now
     t0 = int(now - hours * 3600)
-    store = Store(path)
+    store = open_store(str(path))
     ing = Ingest(store, heartbeat_s=60)
     users.ensure(store)
     for name, role in ROLES.items():

@@ -67,8 +67,10 @@ def import_csv(store, text, who="cli", replace=True, where="assets.csv"):
     with store.tx() as db:
         if replace:
             db.execute("DELETE FROM assets")
-        db.executemany("INSERT OR REPLACE INTO assets(meter, area, role, customer, updated, updated_by)"
-                       " VALUES(?,?,?,?,?,?)", [r + (now, who) for r in rows])
+        db.executemany("INSERT INTO assets(meter, area, role, customer, updated, updated_by) VALUES(?,?,?,?,?,?)"
+                       " ON CONFLICT(meter) DO UPDATE SET area = excluded.area, role = excluded.role,"
+                       " customer = excluded.customer, updated = excluded.updated, updated_by = excluded.updated_by",
+                       [r + (now, who) for r in rows])
     return len(rows)
 
 

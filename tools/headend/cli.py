@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tools.headend import args as types
 from tools.headend import cli_web, report, view
-from tools.headend.store import Store
+from tools.headend.pgstore import is_dsn, open_store
 
 PROG = "bdmeter-headend"
 
@@ -124,7 +124,7 @@ def _status_json(fleet, incs, tz):
 
 
 def cmd_status(a):
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         everyone = store.fleet(time.time(), a.heartbeat_s)
         fleet = [t for t in everyone if a.state is None or t["state"] == a.state]
@@ -164,7 +164,7 @@ def cmd_query(a):
     except ValueError as e:
         print("%s query: error: argument what: %s" % (PROG, e), file=sys.stderr)
         return 2
-    store = Store(a.db) if a.db else None
+    store = open_store(a.db) if a.db else None
     try:
         key = a.key
         if key is None and a.keys:
@@ -196,7 +196,7 @@ def cmd_report(a):
         print("%s report: error: argument --to: %s is not after --from %s"
               % (PROG, report.iso(a.t_to), report.iso(a.t_from)), file=sys.stderr)
         return 2
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         rep = report.compute(store, a.t_from, a.t_to, grid_deg=a.grid, regions=a.regions)
     finally:
@@ -224,10 +224,10 @@ def cmd_key(a):
             print("%s key: error: argument --db: %s; give --create to start a new one" % (PROG, e),
                   file=sys.stderr)
             return 2
-    elif not Path(a.db).exists() and not Path(a.db).parent.is_dir():
+    elif not is_dsn(a.db) and not Path(a.db).exists() and not Path(a.db).parent.is_dir():
         print("%s key: error: argument --db: folder %s does not exist" % (PROG, Path(a.db).parent), file=sys.stderr)
         return 2
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         known = store.terminal(a.terminal) is not None
         store.set_key(a.terminal, a.hex)

@@ -5,7 +5,7 @@ import sys
 from decimal import Decimal
 
 from tools.headend import args as types
-from tools.headend.store import Store
+from tools.headend.pgstore import open_store
 
 PROG = "bdmeter-headend"
 
@@ -79,7 +79,7 @@ def cmd_user(a):
 
     from tools.headend import users
 
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         users.ensure(store)
         if a.action == "list":
@@ -118,7 +118,7 @@ def cmd_user(a):
 def cmd_assets(a):
     from tools.headend import assets
 
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         if a.action == "export":
             sys.stdout.write(assets.to_csv(store))
@@ -144,7 +144,7 @@ def cmd_lineloss(a):
     if a.t_to <= a.t_from:
         print("%s lineloss: error: argument --to: not after --from" % PROG, file=sys.stderr)
         return 2
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         rows = lineloss.compute(store, a.t_from, a.t_to, a.tz, a.step, Decimal(str(a.threshold)) / 100)
     finally:

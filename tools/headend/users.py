@@ -19,7 +19,7 @@ TABLES = """
 CREATE TABLE IF NOT EXISTS users(
     name TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL, created REAL, last_login REAL);
 CREATE TABLE IF NOT EXISTS audit(
-    id INTEGER PRIMARY KEY, at REAL NOT NULL, user TEXT NOT NULL, role TEXT, tid TEXT, op TEXT, args TEXT,
+    id INTEGER PRIMARY KEY, at REAL NOT NULL, who TEXT NOT NULL, role TEXT, tid TEXT, op TEXT, args TEXT,
     req_id TEXT, ok INTEGER, answer TEXT, error TEXT, remote TEXT);
 """
 
@@ -114,7 +114,7 @@ def allowed(role, needed):
 def audit(store, who, role, tid, op, args, req_id=None, ok=None, answer=None, error=None, remote=None):
     """Record who sent what to which terminal and what came back (or why nothing did)."""
     with store.tx() as db:
-        db.execute("INSERT INTO audit(at, user, role, tid, op, args, req_id, ok, answer, error, remote)"
+        db.execute("INSERT INTO audit(at, who, role, tid, op, args, req_id, ok, answer, error, remote)"
                    " VALUES(?,?,?,?,?,?,?,?,?,?,?)",
                    (time.time(), who, role, tid, op, json.dumps(args, sort_keys=True), req_id,
                     None if ok is None else int(bool(ok)), None if answer is None else json.dumps(answer),

@@ -16,7 +16,7 @@ from flask import (Flask, Response, abort, g, jsonify, redirect, render_template
                    session, url_for)
 
 from tools.headend import contract, report, users, view, webdata, webloss
-from tools.headend.store import Store
+from tools.headend.pgstore import open_store
 
 log = logging.getLogger("bdmeter.headend")
 
@@ -54,7 +54,7 @@ def create_app(settings, store=None):
                 static_url_path="/static")
     app.secret_key = settings.secret
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict", PERMANENT_SESSION_LIFETIME=43200)
-    st = store or Store(settings.db)
+    st = store or open_store(settings.db)
     users.ensure(st)
     app.extensions["bdmeter"] = {"store": st, "settings": settings}
     tz = settings.tz

@@ -143,7 +143,7 @@ def alarms(store, tz, now=None, heartbeat_s=None):
     # anomaly: a register that went down, and records stored twice with different content
     for r in store.query(
             "SELECT tid, meter, ts, fwd, prev FROM (SELECT tid, meter, ts, fwd, lag(fwd) OVER (PARTITION BY meter"
-            " ORDER BY ts, rowid) AS prev FROM readings WHERE tsrc != 'none' AND fwd IS NOT NULL) WHERE fwd < prev"
+            " ORDER BY ts, rowid) AS prev FROM readings WHERE tsrc != 'none' AND fwd IS NOT NULL) AS w WHERE fwd < prev"
             " LIMIT 200"):
         out.append({"kind": "anomaly", "tid": r["tid"], "t": r["ts"],
                     "text": "meter %s register went down from %.2f to %.2f kWh" % (r["meter"], r["prev"], r["fwd"])})
