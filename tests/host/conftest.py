@@ -10,7 +10,7 @@ _names = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def pg_server():
-    from pgserver import PgServer, PgServerError
+    from tools.pgserver import PgServer, PgServerError
 
     try:
         server = PgServer()

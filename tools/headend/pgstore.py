@@ -5,7 +5,8 @@ and the SQLite store otherwise. The SQL of store.py and the readers is the diale
 turns `?` into `%s` and, in CREATE TABLE, SQLite's types into PostgreSQL's: REAL -> DOUBLE PRECISION,
 INTEGER -> BIGINT, `id INTEGER PRIMARY KEY` -> BIGSERIAL, BLOB -> BYTEA; `readings` gets an explicit
 `rowid` (arrival order, which SQLite gives every table). The schema version is kept in table `meta`; the
-schema is created (or migrated) under an advisory lock, so several workers can start at once.
+schema is created (or migrated), and every write transaction runs, under one advisory lock, so several
+workers can start at once and write without deadlocks.
 """
 
 import re
@@ -16,7 +17,7 @@ from tools.headend import schema
 from tools.headend.store import Store
 
 DSN_PREFIXES = ("postgresql://", "postgres://")
-_LOCK_ID = 0x6264_6d74  # "bdmt": the advisory lock taken while the schema is created or migrated
+_WRITE_LOCK_ID = 0x6264_6d74  # "bdmt": the advisory lock every write transaction takes (schema creation too)
 # PostgreSQL migrations: version -> statements bringing the schema from version - 1 to it
 MIGRATIONS = {}
 
@@ -138,7 +139,6 @@ class PgStore(Store):
         self.db = _Conn(raw)
         self.migrated = False
         with self.tx() as db:
-            db.execute("SELECT pg_advisory_xact_lock(%d)" % _LOCK_ID)
             db.execute("CREATE TABLE IF NOT EXISTS meta(name TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
             have = int(row[0]) if row else 0
@@ -158,9 +158,13 @@ class PgStore(Store):
 
     @contextmanager
     def tx(self):
+        """A write transaction. Every writer first takes one transaction-level advisory lock, so concurrent
+        workers' transactions queue (as SQLite's BEGIN IMMEDIATE makes them) instead of taking row locks in
+        different orders (terminals, counters) and deadlocking, which would lose a whole batch."""
         with self.lock:
             self.db.execute("BEGIN")
             try:
+                self.db.execute("SELECT pg_advisory_xact_lock(%d)" % _WRITE_LOCK_ID)
                 yield self.db
             except BaseException:
                 self.db.execute("ROLLBACK")

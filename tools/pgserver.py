@@ -1,6 +1,6 @@
-"""A real PostgreSQL server for the tests: Debian's postgresql 15, initdb in a temporary folder, on a free loopback
-port, run as a non-root user (the `postgres` account when the tests run as root). Nothing is skipped: when the
-server cannot start, the error says why."""
+"""A throw-away PostgreSQL server for the tests and the benchmark: Debian's postgresql 15, initdb in a temporary
+folder, on a free loopback port, run as a non-root user (the `postgres` account when run as root). When the
+server cannot start, PgServerError says why."""
 
 import os
 import pwd
