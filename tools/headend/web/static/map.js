@@ -3,8 +3,9 @@
 var STATE_COLOURS = {online: "#1a9850", silent: "#f39c12", offline: "#c0392b", unknown: "#7f8c8d"};
 
 function shade(kwh, max) {
-  // light yellow to deep red as the region's share of the largest grows
-  var f = max > 0 ? Math.min(1, kwh / max) : 0;
+  // light yellow to deep red as the region's share of the largest grows (square root: one busy cell in town
+  // must not wash out every other region)
+  var f = max > 0 ? Math.sqrt(Math.min(1, Math.max(0, kwh) / max)) : 0;
   var r = 255, g = Math.round(237 - 180 * f), b = Math.round(160 - 140 * f);
   return "rgb(" + r + "," + g + "," + b + ")";
 }
@@ -23,7 +24,7 @@ document.addEventListener("DOMContentLoaded", function () {
     return;
   }
   var t0 = performance.now();
-  var map = L.map(el, {preferCanvas: true, maxZoom: 19, minZoom: 2});
+  var map = L.map(el, {preferCanvas: true, maxZoom: 19, minZoom: 2, zoomSnap: 0.25});
   if (el.dataset.tiles) {
     L.tileLayer(el.dataset.tiles, {maxZoom: 19, attribution: el.dataset.attribution || ""}).addTo(map);
   }
