@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import webfleet
 
-from tools.headend import webapp
+from tools.headend import assets, webapp
 from tools.headend.service import Headend
 from tools.rig import TerminalRig
 
@@ -45,6 +45,9 @@ def site(tmp_path_factory):
     try:
         head = Headend("127.0.0.1:%d" % rig.broker.port, db, heartbeat_s=2, check_s=0.5).start()
         head.store.set_key(RIG_TID, webfleet.KEY)
+        # one transformer area over two meters of the fleet, drawn on the map at its supply meter
+        assets.import_csv(head.store, "meter,area,role,customer\n000072007221,TA-X,supply,\n"
+                          "000072007222,TA-X,customer,C-1\n")
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline:
             t = [x for x in head.store.fleet() if x["tid"] == RIG_TID]
@@ -106,6 +109,8 @@ def test_map_and_table_show_every_terminal_with_its_state(site):
     assert page.evaluate("window.bdmeterMap.cluster.getLayers().length") == len(_expected(site))
     assert page.locator(".leaflet-marker-icon.marker-cluster").count() + page.locator("canvas").count() > 0
     assert page.evaluate("window.bdmeterMap.regions.getLayers().length") > 0  # shaded region polygons
+    assert page.evaluate("window.bdmeterMap.areas.map(a => [a.area, a.flagged, a.rate])") == [["TA-X", False,
+                                                                                              "0.00 %"]]
     page.click("text=Fleet")
     rows = page.locator("#fleet tbody tr[data-tid]")
     got = {rows.nth(i).get_attribute("data-tid"): rows.nth(i).locator("td.state").inner_text()

@@ -168,6 +168,11 @@ def test_dashboard_page_flags_the_area_and_admins_import(tmp_path, simulated, ba
     flagged = re.findall(r'<tr class="flagged" data-area="([^"]+)"', page)
     assert flagged == ["TA-02 Saihan"]
     assert 'data-area="TA-01 Xincheng"' in page
+    # on the map: each area at its supply meter, the under-registering one flagged
+    data = c.get("/api/map?from=2026-11-24T08:30:00&to=2026-11-24T10:45:00").get_json()
+    areas = {a["area"]: a for a in data["areas"]}
+    assert areas["TA-02 Saihan"]["flagged"] and not areas["TA-01 Xincheng"]["flagged"]
+    assert areas["TA-01 Xincheng"]["rate"].endswith("%") and areas["TA-02 Saihan"]["lat"] == pytest.approx(40.81)
     # a viewer may not change the register; an admin may
     r = c.post("/assets", data={"csrf": c.csrf, "csv": demo_areas.register_csv()})
     assert r.status_code == 403

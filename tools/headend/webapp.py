@@ -63,6 +63,7 @@ def create_app(settings, store=None):
         return app.extensions["bdmeter"]["store"]
 
     app.add_template_filter(lambda t: webdata.fmt_time(t, tz), "t")
+    app.add_template_filter(lambda v: "-" if v is None else v, "d")
 
     @app.context_processor
     def _common():
@@ -165,7 +166,10 @@ def create_app(settings, store=None):
     def api_map():
         t_from, t_to = period()
         rep = webdata.regional(store_(), t_from, t_to, settings.regions, settings.grid_deg)
-        return jsonify({"terminals": webdata.markers(fleet(), tz), "regions": webdata.geojson(rep),
+        from decimal import Decimal
+
+        areas = webloss.area_markers(store_(), t_from, t_to, Decimal(str(settings.loss_threshold)))
+        return jsonify({"terminals": webdata.markers(fleet(), tz), "regions": webdata.geojson(rep), "areas": areas,
                         "total_kwh": str(rep["total_kwh"]), "from": report.iso(t_from), "to": report.iso(t_to)})
 
     @app.route("/api/fleet")

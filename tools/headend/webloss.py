@@ -57,6 +57,26 @@ def add_routes(app, store_, settings, need, period_args):
         return redirect("/assets")
 
 
+def area_markers(store, t_from, t_to, threshold):
+    """Each area of the register for the map: its supply meter's position and its loss rate over the period,
+    clipped to the span in which all the register's meters have readings (so both ends are interpolated)."""
+    register = assets.areas(store)
+    if not register:
+        return []
+    span = lineloss.common_span(store)
+    a, b = (max(t_from, span[0]), min(t_to, span[1])) if span else (t_from, t_to)
+    out = []
+    for area, m in sorted(register.items()):
+        where = report.meter_position(store, m["supply"], b) if m["supply"] else None
+        if where is None:
+            continue
+        r = lineloss.area_loss(store, area, m["supply"], m["customers"], a, b, threshold) if b > a else None
+        out.append({"area": area, "lat": where[1], "lon": where[2], "flagged": bool(r and r["flagged"]),
+                    "rate": lineloss.percent(r["rate"]) if r else "-", "from": report.iso(a), "to": report.iso(b),
+                    "incomplete": bool(r is None or r["missing"])})
+    return out
+
+
 def _field(t, tz):
     from datetime import datetime
 

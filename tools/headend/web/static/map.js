@@ -57,9 +57,19 @@ document.addEventListener("DOMContentLoaded", function () {
       return m;
     });
     cluster.addLayers(markers);
+
     var bounds = L.latLngBounds(data.terminals.map(function (t) { return [t.lat, t.lon]; }));
     if (regionLayer.getLayers().length) bounds.extend(regionLayer.getBounds());
     if (bounds.isValid()) map.fitBounds(bounds.pad(0.05)); else map.setView([35, 105], 4);
+    // transformer areas at their supply meter: red when the line-loss rate is flagged
+    // (drawn once the map has a view: a circle's size needs the zoom)
+    (data.areas || []).forEach(function (a) {
+      L.circle([a.lat, a.lon], {radius: 400, color: a.flagged ? "#c0392b" : "#2471a3", weight: a.flagged ? 4 : 2,
+                                fill: false, dashArray: a.incomplete ? "4 4" : null})
+        .bindTooltip(esc(a.area) + ": line loss " + esc(a.rate) + (a.flagged ? " (FLAGGED)" : ""))
+        .addTo(map);
+    });
+    window.bdmeterMap.areas = data.areas || [];
     var counts = {};
     data.terminals.forEach(function (t) { counts[t.state] = (counts[t.state] || 0) + 1; });
     document.getElementById("legend").innerHTML = Object.keys(STATE_COLOURS).map(function (s) {
