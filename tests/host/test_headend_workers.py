@@ -1,5 +1,5 @@
-"""Several head-end workers writing to one database at once (as `run --share` workers do): no transaction is
-lost to a deadlock, on SQLite and on PostgreSQL."""
+"""Running a fleet store over time, on SQLite and on PostgreSQL: several head-end workers writing at once (as
+`run --share` workers do) lose no transaction to a deadlock; retention deletes old rows and keeps record keys."""
 
 import threading
 
@@ -45,3 +45,31 @@ def test_concurrent_workers_store_everything(tmp_path, backend):
     check.close()
     for s in stores:
         s.close()
+
+
+def test_prune_keeps_what_is_recent_and_the_record_keys(tmp_path, backend, capsys):
+    from tools.headend import cli
+    from tools.headend.retention import prune
+
+    target = backend.target(tmp_path / "prune.db")
+    store = open_store(target)
+    ing = Ingest(store)
+    t = "bdmeter/861234567890123/"
+    day = 86400
+    now = T0 + 200 * day
+    for k, age in enumerate((150, 100, 10)):  # days before now
+        ing.handle(t + "heartbeat", synth.heartbeat(now - age * day, 100), now=now - age * day)
+        ing.handle(t + "energy", synth.energy(k + 1, now - age * day, "000072007201", 10.0 + k, inc="0000beef"),
+                   now=now - age * day)
+    assert prune(store, {"heartbeats": 90, "readings": None}, now=now) == {"heartbeats": 2}
+    assert store.count("heartbeats") == 1 and store.count("readings") == 3
+    assert prune(store, {"readings": 120}, now=now) == {"readings": 1}
+    # the pruned record's key stays: its redelivery is a duplicate, not a new row
+    assert ing.handle(t + "energy", synth.energy(1, now - 150 * day, "000072007201", 10.0, inc="0000beef"),
+                      now=now) == "duplicate"
+    assert store.count("readings") == 2
+    store.close()
+    assert cli.main(["prune", "--db", target, "--readings-days", "0"]) == 2
+    assert "out of range" in capsys.readouterr().err
+    assert cli.main(["prune", "--db", target]) == 0
+    assert capsys.readouterr().out.startswith("deleted: heartbeats ")

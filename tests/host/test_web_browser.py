@@ -13,6 +13,7 @@ import webfleet
 
 from tools.headend import assets, webapp
 from tools.headend.service import Headend
+from tools.procs import ROOT
 from tools.rig import TerminalRig
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,6 +39,8 @@ def site(tmp_path_factory):
     publishes, and the dashboard served on a free loopback port."""
     from playwright.sync_api import sync_playwright
 
+    if not (ROOT / "build" / "mpy" / "main.py").exists():
+        pytest.fail("build/mpy/main.py is missing: run `make mpy` (make test does) before the browser tests")
     tmp = tmp_path_factory.mktemp("web")
     db = str(webfleet.build(tmp / "fleet.db"))
     rig = TerminalRig(tmp / "rig", imei=RIG_TID, address=RIG_METER, key=webfleet.KEY)

@@ -57,6 +57,15 @@ def add_parsers(sub):
                    metavar="PCT", help="flag areas whose loss rate is above PCT percent (default %(default)s)")
     g.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
 
+    from tools.headend.retention import DEFAULT_DAYS, TABLES
+
+    r = sub.add_parser("prune", help="retention: delete rows older than N days per kind")
+    r.add_argument("--db", type=types.existing_db, default="fleet.db", help="default %(default)s")
+    for kind in TABLES:
+        r.add_argument("--%s-days" % kind, dest=kind, type=types.positive_seconds(36500, "days"),
+                       default=DEFAULT_DAYS.get(kind), metavar="N",
+                       help="keep %s for N days (default %s)" % (kind, DEFAULT_DAYS.get(kind, "forever")))
+
 
 def cmd_serve(a):
     from tools.headend import webapp
@@ -165,4 +174,17 @@ def cmd_lineloss(a):
     return 0
 
 
-COMMANDS = {"serve": cmd_serve, "user": cmd_user, "assets": cmd_assets, "lineloss": cmd_lineloss}
+def cmd_prune(a):
+    from tools.headend.retention import TABLES, prune
+
+    store = open_store(a.db)
+    try:
+        done = prune(store, {k: getattr(a, k) for k in TABLES})
+    finally:
+        store.close()
+    print("deleted: " + (", ".join("%s %d" % kv for kv in done.items()) or "nothing (no retention given)"))
+    return 0
+
+
+COMMANDS = {"serve": cmd_serve, "user": cmd_user, "assets": cmd_assets, "lineloss": cmd_lineloss,
+            "prune": cmd_prune}
