@@ -72,6 +72,18 @@ def test_fleet_table_states_counts_search_and_sort(app):
     assert order == sorted(want, reverse=True)
 
 
+def test_fleet_table_pages(app, monkeypatch):
+    monkeypatch.setattr(webapp, "PAGE", 2)
+    c = login(app, "vic")
+    seen = []
+    for n in (1, 2, 3):
+        page = c.get("/fleet?page=%d" % n).text
+        seen += re.findall(r'data-tid="(\d+)"', page)
+    assert seen == sorted(t[0] for t in webfleet.terminals(0))
+    assert "terminals 5–5 of 5" in c.get("/fleet?page=9").text  # past the end: the last page
+    assert c.get("/fleet?page=x").status_code == 200
+
+
 def test_terminal_page_shows_chart_history_events_health(app, db):
     c = login(app, "vic")
     page = c.get("/terminal/861234567890101").text
