@@ -161,7 +161,7 @@ def test_map_data_has_every_terminal_and_shaded_regions(app):
 def test_alarms_list_every_kind_present(app):
     c = login(app, "vic")
     kinds = set(re.findall(r'<tr data-kind="([^"]+)"', c.get("/alarms").text))
-    assert kinds == {"silent terminal", "terminal offline", "relocation", "outbox overflow"}
+    assert kinds == {"silent terminal", "terminal offline", "relocation", "outbox overflow", "clock fault"}
 
 
 def test_only_admins_see_users(app):

@@ -47,6 +47,8 @@ def build(path, now=None, hours=30, key=KEY):
                                                  "m": 250}, inc=INC), now=t0 + 7200)
             ing.handle(t + "event", synth.event(seq + 1, t0 + 7300, "outbox_overflow", {"dropped": 3, "total": 3},
                                                 inc=INC), now=t0 + 7300)
+            ing.handle(t + "event", synth.event(seq + 2, t0 + 7400, "clock_refused", {"src": "gnss", "delta_s": 10800},
+                                                inc=INC), now=t0 + 7400)
         last_hb = now - 30 if state == "online" else now - 3600
         ing.handle(t + "heartbeat", synth.heartbeat(int(last_hb - 60), 1000), now=last_hb - 60)
         ing.handle(t + "heartbeat", synth.heartbeat(int(last_hb), 1060), now=last_hb)

@@ -8,7 +8,8 @@ from tools.headend import report
 from tools.headend.energy import meter_energy
 from tools.headend.view import stamp
 
-EVENT_ALARMS = {"relocation": "relocation", "outbox_overflow": "outbox overflow", "clock_refused": "clock fault"}
+EVENT_ALARMS = {"relocation": "relocation", "outbox_overflow": "outbox overflow", "clock_refused": "clock fault",
+                "config_problems": "config problem", "config_fallback": "config problem"}
 LIMIT = 50
 
 
