@@ -218,3 +218,36 @@ def test_user_command_adds_lists_and_refuses_bad_input(tmp_path, backend):
     assert users.authenticate(store, "eve", "correct horse")["role"] == "operator"
     assert users.authenticate(store, "eve", "wrong horse") is None
     store.close()
+
+
+def test_serve_command_serves_and_stops_on_sigint(db, tmp_path):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    db_arg = str(db)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # started the way a non-interactive shell starts a background job: SIGINT ignored
+    p = subprocess.Popen([str(COMMAND), "serve", "--db", db_arg, "--bind", "127.0.0.1:%d" % port],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:%d/login" % port, timeout=2) as r:
+                    assert r.status == 200 and b"Log in" in r.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and p.poll() is None, "serve did not answer"
+                time.sleep(0.2)
+        p.send_signal(signal.SIGINT)
+        assert p.wait(15) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(5)
+    assert "Asia/Shanghai" in p.stdout.read()

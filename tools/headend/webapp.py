@@ -360,8 +360,15 @@ def vendor_ready():
 
 def serve(settings, host="127.0.0.1", port=8080, threads=8):
     """Serve the dashboard with waitress until Ctrl-C."""
+    import signal
+    import threading
+
     import waitress
 
+    if threading.current_thread() is threading.main_thread():
+        # started in the background by a non-interactive shell, SIGINT arrives ignored: Ctrl-C and SIGTERM stop it
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     problem = vendor_ready()
     if problem:
         log.warning("dashboard: %s; the map will not load", problem)
