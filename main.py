@@ -66,7 +66,12 @@ def _run(cfg):
             continue
         failed = 0
         gc.threshold(-1)  # loaded: collect only when an allocation needs it
-        if app.main(cfg, _ROOT, slot) != "reselect":
+        try:
+            if app.main(cfg, _ROOT, slot) != "reselect":
+                return
+        except KeyboardInterrupt:
+            # A second Ctrl-C (a terminal signals the whole process group, then an impatient user) can land
+            # after app.main has stopped the terminal: it is stopped all the same, so end quietly with status 0.
             return
         gc.threshold(4096)
         _purge()
