@@ -183,6 +183,10 @@ class Terminal:
             except asyncio.TimeoutError:
                 pass
         self.checkin(task)
+        if self._reset_why:
+            # A reset is pending: returning at once would let a task whose loop does not otherwise wait (the
+            # heartbeat with no link) spin without yielding, and the supervisor would never get to reset.
+            await asyncio.sleep(0.1)
 
     async def _supervise(self):
         """Feed the watchdog only while every task has checked in within its allowance."""
