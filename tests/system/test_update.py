@@ -11,6 +11,7 @@ import pytest
 
 from harness import ROOT
 from tools import release
+from tools.headend import cli
 from tools.rig import TerminalRig
 from tools.release import rehearsal_tree as versioned_tree
 
@@ -52,6 +53,7 @@ def setup(tmp_path_factory):
         tree = versioned_tree(d / ("tree-" + ver), ver, over)
         release.pack(key, tree, d / ("bundle-" + ver), ver)
         bundles[ver] = release.Bundle(d / ("bundle-" + ver))
+        bundles[ver].path = d / ("bundle-" + ver)
     flash = d / "flash-code"
     shutil.copytree(ROOT / "build" / "mpy", flash)
     rig = TerminalRig(d / "rig", imei=IMEI, code=flash,
@@ -64,16 +66,18 @@ def _update_events(rig, state):
     return [e["data"] for e in rig.of("event") if e.get("kind") == "update" and e["data"].get("state") == state]
 
 
-def test_update_downloads_switches_and_confirms(setup):
+def test_update_downloads_switches_and_confirms(setup, capsys):
     rig, bundles, flash = setup
     rig.wait("a register", lambda: rig.of("register"), 90)
     assert rig.of("register")[-1]["fw"] == "0.1.0"
-    rig.bundle = bundles["0.2.0"]
-    rid, _ = rig.command("update", bundles["0.2.0"].offer())
-    ans = rig.answer(rid)
-    assert ans["ok"] and ans["result"] == {"accepted": "0.2.0", "from": "0.1.0"}, ans
-    staged = rig.wait("update staged", lambda: _update_events(rig, "staged"), 120)
-    assert staged[0]["slot"] == "a" and rig.chunks_served > 50
+    # the head-end offers the bundle, serves its chunks and follows the terminal to the outcome
+    rc = cli.main(["update", "--broker", "127.0.0.1:%d" % rig.broker.port, "--key", rig.key,
+                   "--bundle", str(bundles["0.2.0"].path), "--timeout", "150", IMEI])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "%s: staged" % IMEI in out and "0.2.0: 1 of 1 confirmed" in out
+    staged = _update_events(rig, "staged")
+    assert staged[0]["slot"] == "a"
     rig.wait("a register from 0.2.0", lambda: [r for r in rig.of("register") if r.get("fw") == "0.2.0"], 60)
     done = rig.wait("update confirmed", lambda: _update_events(rig, "confirmed"), 90)
     assert done[0]["ver"] == "0.2.0"

@@ -232,3 +232,13 @@ def tile_url(text):
     if not t.startswith(("http://", "https://")) or not all(p in t for p in ("{z}", "{x}", "{y}")):
         raise _bad("%s is not an http(s) tile URL with {z}, {x} and {y}" % _show(t, 80))
     return t
+
+
+def bundle(text):
+    """A signed update bundle directory made by `python -m tools.release pack`, loaded and checked."""
+    from tools.release import Bundle, ReleaseError
+
+    try:
+        return Bundle(text)
+    except ReleaseError as e:
+        raise _bad(str(e))

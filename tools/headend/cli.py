@@ -1,10 +1,11 @@
-"""Command line `bdmeter-headend` (also `python -m tools.headend`): run, status, query, report, key.
+"""Command line `bdmeter-headend` (also `python -m tools.headend`): run, status, query, report, key, update.
 
     bdmeter-headend run    --broker 127.0.0.1:1883 --db fleet.db [--prefix bdmeter] [--share GROUP]
     bdmeter-headend status --db fleet.db [--state online|silent|offline|unknown] [--tz Asia/Shanghai] [--json]
     bdmeter-headend query  --broker 127.0.0.1:1883 --db fleet.db [--key HEX | --keys FILE] TID WHAT...
     bdmeter-headend report --db fleet.db --from ISO --to ISO (--grid DEG | --regions FILE.geojson)
     bdmeter-headend key    --db fleet.db [--create] TID HEX
+    bdmeter-headend update --broker 127.0.0.1:1883 --bundle DIR [--db fleet.db | --key HEX] [--downgrade] TID...
     bdmeter-headend serve  --db fleet.db [--bind 127.0.0.1:8080] [--broker HOST:PORT] [--tz Asia/Shanghai]
     bdmeter-headend user   add|remove|list --db fleet.db [NAME] [--role viewer|operator|admin]
     bdmeter-headend assets import|export --db fleet.db [FILE.csv]
@@ -85,6 +86,20 @@ def parser():
     g.add_argument("--out", type=types.out_base, default="build/report/energy",
                    help="output path without extension (default %(default)s)")
     g.add_argument("--size", type=types.size, default=(1000, 800), help="map size WxH in pixels (default 1000x800)")
+
+    u = sub.add_parser("update", help="offer a signed update bundle to terminals, serve its chunks, and wait for "
+                       "each one's outcome (docs/UPDATE.md)")
+    u.add_argument("--broker", type=types.broker, default="127.0.0.1:1883", help="host:port (default %(default)s)")
+    u.add_argument("--db", type=types.existing_db, help="database holding command keys (table keys)")
+    u.add_argument("--prefix", type=types.ident("topic prefix"), default="bdmeter", help="default %(default)s")
+    u.add_argument("--key", type=types.key_hex, help="the terminals' cmd_key, hex")
+    u.add_argument("--keys", type=types.keys_file, help="file of keys: JSON {tid: hex} or lines 'tid hex'")
+    u.add_argument("--bundle", type=types.bundle, required=True, metavar="DIR",
+                   help="a bundle made by `python -m tools.release pack`")
+    u.add_argument("--downgrade", action="store_true", help="allow a version older than a terminal's own")
+    u.add_argument("--timeout", type=types.positive_seconds(7 * 86400), default=1800.0,
+                   help="seconds to wait for every outcome (default %(default)s)")
+    u.add_argument("terminals", nargs="+", type=types.terminal, metavar="TID")
 
     k = sub.add_parser("key", help="store a terminal's command key in the database")
     k.add_argument("--db", default="fleet.db", help="an existing database (default %(default)s)")
@@ -191,6 +206,36 @@ def cmd_query(a):
             store.close()
 
 
+def cmd_update(a):
+    from tools.headend.updates import Rollout
+
+    store = open_store(a.db) if a.db else None
+    try:
+        keys, missing = {}, []
+        for tid in a.terminals:
+            key = a.key or (a.keys or {}).get(tid) or (store.key(tid) if store is not None else None)
+            if key is None:
+                missing.append(tid)
+            keys[tid] = key
+    finally:
+        if store is not None:
+            store.close()
+    if missing:
+        print("update: no command key for %s (give --key, --keys or store one with `key`)" % ", ".join(missing),
+              file=sys.stderr)
+        return 2
+    b = a.bundle
+    print("offering %s (%d bytes) to %s" % (b.ver, b.size, view.plural(len(keys), "terminal")))
+    try:
+        outcome = Rollout(a.broker, b, a.prefix, a.downgrade).run(keys, a.timeout)
+    except TimeoutError as e:
+        print("update: %s" % e, file=sys.stderr)
+        return 2
+    ok = sum(1 for s in outcome.values() if s.get("state") == "confirmed")
+    print("%s: %d of %d confirmed" % (b.ver, ok, len(outcome)))
+    return 0 if ok == len(outcome) else 1
+
+
 def cmd_report(a):
     if a.t_to <= a.t_from:
         print("%s report: error: argument --to: %s is not after --from %s"
@@ -245,7 +290,7 @@ def main(argv=None):
         return e.code if isinstance(e.code, int) else 2
     try:
         return {"run": cmd_run, "status": cmd_status, "query": cmd_query, "report": cmd_report,
-                "key": cmd_key, **cli_web.COMMANDS}[a.cmd](a)
+                "key": cmd_key, "update": cmd_update, **cli_web.COMMANDS}[a.cmd](a)
     except (ValueError, OSError) as e:
         print("%s: %s" % (a.cmd, e), file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ from tools.headend.contract import valid_id
 
 DOMAIN = b"bdmeter-cmd-v1\n"
 MAX_ENVELOPE = 1024
-OPS = ("query", "read", "status", "config.get", "config.set", "sync_time", "reboot")
+OPS = ("query", "read", "status", "config.get", "config.set", "sync_time", "reboot", "update")
 
 
 def _dumps(obj):

@@ -265,6 +265,16 @@ class Store:
                 energy.setdefault(r["meter"], {"fwd": r["fwd"], "ts": r["ts"], "tsrc": r["tsrc"]})
         return energy
 
+    def _latest_update(self, tid):
+        """The data of the terminal's newest `update` event ({"state": .., "ver": .., ...}), or None."""
+        row = self.db.execute("SELECT data FROM events WHERE tid = ? AND kind = 'update'"
+                              " ORDER BY received DESC, seq DESC LIMIT 1", (tid,)).fetchone()
+        try:
+            data = json.loads(row["data"]) if row is not None and row["data"] else None
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
     def fleet(self, now=None, heartbeat_s=None, silent_factor=2.5):
         """One dict per terminal: id, meters, position, last energy per meter, last seen, state."""
         now = time.time() if now is None else now
@@ -280,7 +290,7 @@ class Store:
                     "tid": t["tid"], "meters": meters, "lat": t["lat"], "lon": t["lon"], "alt": t["alt"],
                     "energy": energy, "last_seen": t["last_seen"], "last_hb": t["last_hb"],
                     "hb_interval_s": t["hb_interval_s"], "csq": t["csq"], "fw": t["fw"], "inc": t["inc"],
-                    "state": effective_state(t, now, heartbeat_s, silent_factor),
+                    "state": effective_state(t, now, heartbeat_s, silent_factor), "upd": self._latest_update(t["tid"]),
                 })
         return out
 

@@ -3,7 +3,7 @@
 import time
 from datetime import datetime, timezone
 
-COLUMNS = ("terminal", "meter(s)", "position", "energy kWh", "last seen", "state")
+COLUMNS = ("terminal", "meter(s)", "position", "energy kWh", "last seen", "state", "fw", "update")
 STATES = ("online", "silent", "offline", "unknown")
 
 
@@ -38,8 +38,20 @@ def rows(fleet, now=None, tz=timezone.utc):
         kwh = ["%.2f" % t["energy"][m]["fwd"] for m in t["meters"]
                if m in t["energy"] and t["energy"][m]["fwd"] is not None]
         out.append((t["tid"], " ".join(t["meters"]) or "-", pos, " ".join(kwh) or "-",
-                    _ago(now, t["last_seen"], tz), t["state"]))
+                    _ago(now, t["last_seen"], tz), t["state"], t.get("fw") or "-", update_cell(t.get("upd"))))
     return out
+
+
+def update_cell(upd):
+    """The newest `update` event in a few words: 'confirmed 0.2.0', 'downloading 0.3.0 45%', 'failed 0.3.0 (..)'."""
+    if not upd:
+        return "-"
+    text = "%s %s" % (upd.get("state") or "?", upd.get("ver") or "")
+    if upd.get("state") == "downloading" and upd.get("total"):
+        text += " %d%%" % (100 * (upd.get("done") or 0) // upd["total"])
+    if upd.get("why"):
+        text += " (%s)" % str(upd["why"])[:40]
+    return text.strip()
 
 
 def table(fleet, now=None, tz=timezone.utc):
