@@ -26,7 +26,7 @@ class Commands:
             "config.set": self._config_set,
             "sync_time": self._sync_time,
             "reboot": self._reboot,
-            "update": t.update.command,
+            "update": self._update,
         }
 
     @property
@@ -160,6 +160,9 @@ class Commands:
             raise Refused("no_clock")
         ts, tsrc = self.t.clock.stamp()
         return {"sent": True, "ts": ts, "tsrc": tsrc}
+
+    async def _update(self, args):
+        return await self.t.update.command(args)
 
     async def _reboot(self, args):
         return {"rebooting": True}
