@@ -167,7 +167,7 @@ class Stager:
         self.slot = spare[0]
         self.dir = slots.slot_dir(root, self.slot)
         self.offer = None
-        self.files = None
+        self.files = []  # [path, size, sha256 hex] of the manifest in hand
         self._i = 0  # index of the first file not yet complete
 
     def pending(self):

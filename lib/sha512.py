@@ -1,9 +1,8 @@
 """SHA-512 (FIPS 180-4) in pure Python, for ports whose hashlib lacks it; hashlib-like interface."""
 
-try:
-    from hashlib import sha512 as _native
-except ImportError:  # MicroPython: hashlib has sha256 only
-    _native = None
+import hashlib
+
+_native = getattr(hashlib, "sha512", None)  # MicroPython's hashlib has sha256 only
 
 _M = 0xFFFFFFFFFFFFFFFF
 # First 64 bits of the fractional parts of the cube roots of the first 80 primes (FIPS 180-4, 4.2.3).
