@@ -20,7 +20,6 @@ from firmware.locating import Locating
 from firmware.metering import Metering
 from firmware.outbox import Outbox, makedirs
 from firmware.supervision import guarded, note_reset, reason, take_reset_note
-from firmware.update import Updater
 from firmware.uplink import Uplink
 
 _BOARD_CONFIG = "config.json"
@@ -97,7 +96,7 @@ class Terminal:
         self.metering = Metering(self)
         self.locating = Locating(self)
         self.uplink = Uplink(self)
-        self.update = Updater(self, root, slot)
+        self.update = _updater(self, root, slot)
         self.commands = Commands(self)
 
     # -- records -------------------------------------------------------------
@@ -282,7 +281,7 @@ class Terminal:
         if full:
             extra = {"nsat": self.locating.nsat, "heap": gc.mem_free(), "heap_peak": self.heap_peak,
                      "reset": self.reset_cause, "err": self.error_counters(), "fw": VERSION,
-                     "upd": self.update.summary()}
+                     "upd": self.update.summary() if self.update else {"state": "off"}}
         return payloads.heartbeat(ts, tsrc, self.clock.uptime_s(), self.csq, self.locating.fix, len(self.outbox),
                                   extra)
 
@@ -353,11 +352,13 @@ class Terminal:
                 self.emit_event("config_problems", config.problem_keys(self.config_problems))
             except OSError as e:  # the log and the heartbeat's counters still say it
                 self.log.error("config_problems event not stored: %s", e)
-        for name in _ALLOW_S:
+        specs = [("meter", self.metering.run()), ("gnss", self.locating.run()), ("uplink", self.uplink.run()),
+                 ("cmd", self.commands.run()), ("heartbeat", self._heartbeat())]
+        if self.update:
+            specs.append(("update", self.update.run()))
+        for name, _ in specs:
             self.checkin(name)
-        tasks = [asyncio.create_task(guarded(name, coro, self._task_ended)) for name, coro in (
-            ("meter", self.metering.run()), ("gnss", self.locating.run()), ("uplink", self.uplink.run()),
-            ("cmd", self.commands.run()), ("heartbeat", self._heartbeat()), ("update", self.update.run()))]
+        tasks = [asyncio.create_task(guarded(name, coro, self._task_ended)) for name, coro in specs]
         try:
             await self._supervise()
         finally:
@@ -370,6 +371,20 @@ class Terminal:
                 u.close()
             except (OSError, AttributeError):
                 pass  # machine.UART on some ports has no close()
+
+
+def _updater(t, root, slot):
+    """The update task, loaded only when updates are configured or a past one needs finishing: without it,
+    its code (and the staging and Ed25519 it loads on demand) stays out of the heap."""
+    from firmware import slots
+
+    st = slots.read(root)
+    last = st.get("last")
+    if t.cfg["update_pubkey"] or st.get("trial") or (isinstance(last, dict) and not last.get("reported")):
+        from firmware.update import Updater
+
+        return Updater(t, root, slot)
+    return None
 
 
 def _reset_cause():
