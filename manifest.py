@@ -8,6 +8,6 @@ require("umqtt.simple")
 require("logging")
 
 package("firmware")
-for _name in ("atengine", "atlines", "dlt645", "dlt645_frozen", "dlt645_master", "dlt645_values", "mpcompat", "mqtt_session",
-              "nmea", "quectel", "quectel_gnss", "quectel_socket"):
+for _name in ("atengine", "atlines", "dlt645", "dlt645_frozen", "dlt645_master", "dlt645_values", "mpcompat",
+              "mqtt_session", "nmea", "quectel", "quectel_gnss", "quectel_socket"):
     module(_name + ".py", base_path="lib")
