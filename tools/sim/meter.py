@@ -17,7 +17,8 @@ The control port takes JSON lines:
 `{"clear": "served"}`, and the meter's life: `{"mains": false, "address": A}` (supply cut: silent, a
 power-down logged; true restores it), `{"cover": true|false, "address": A}`, `{"advance_s": 86400}` (true
 time jumps ahead, the meters freeze at their midnights), `{"time_scale": 1440}`, `{"set_clock": [y, mo, d,
-h, mi, s], "address": A}`, `{"drift_ppm": 50, "address": A}`, `{"get": "freezes" | "events" | "clock",
+h, mi, s], "address": A}`, `{"drift_ppm": 50, "address": A}`,
+`{"set_kwh": 12.5, "address": A}` (registers as a swapped meter's), `{"get": "freezes" | "events" | "clock",
 "address": A}`; each gets one JSON line back (a request without an address applies to every meter).
 The meters themselves are in meter_model.py (their memory in meter_history.py), the frame and value
 codec in dlt645_wire.py.
@@ -354,6 +355,9 @@ class MeterBus(SimPeer):
         elif "set_clock" in req:
             for m in targets:
                 m.set_clock(tuple(int(x) for x in req["set_clock"]))
+        elif "set_kwh" in req:
+            for m in targets:
+                m.set_forward(float(req["set_kwh"]))
         elif "drift_ppm" in req:
             for m in targets:
                 m.set_clock(m.clock_tuple())  # drift counts from now
