@@ -125,6 +125,7 @@ async def main(port, cport, plan):
     for k, step in enumerate(plan["steps"]):
         t.events = []
         out = {"step": k, "op": step[0]}
+        t0 = time.ticks_ms()
         try:
             if step[0] == "restart":
                 t.uart.close()
@@ -153,6 +154,7 @@ async def main(port, cport, plan):
         except PowerCut:
             out["cut"] = True
             t.cut_at = None
+        out["ms"] = time.ticks_diff(time.ticks_ms(), t0)
         out["events"] = t.events
         out["stats"] = t.master.stats
         print(json.dumps(out))
