@@ -8,7 +8,7 @@ PORT   ?= /dev/ttyUSB0
 CONFIG ?= config.json
 PYTEST_ARGS ?=
 
-.PHONY: all venv deps mpy test unit lint run deploy bench soak demo clean help
+.PHONY: all venv deps mpy romfs typings typecheck test unit lint run deploy bench soak demo clean help
 
 all: test
 
@@ -19,8 +19,10 @@ help:
 	@echo "make soak    - long soak with seeded faults and power cuts"
 	@echo "make deps    - fetch micropython-umqtt.simple and micropython-logging into build/lib"
 	@echo "make mpy     - compile firmware/ and lib/ to build/mpy with mpy-cross"
+	@echo "make romfs   - pack build/mpy into a ROMFS image (build/bdmeter.romfs), size printed"
+	@echo "make typecheck - check firmware/ and lib/ against the ESP32 and RP2 ports' stubs (mypy)"
 	@echo "make run CONFIG=cfg.json     - run the firmware under the unix port"
-	@echo "make deploy PORT=/dev/ttyUSB0 - copy build/mpy to a board with mpremote"
+	@echo "make deploy PORT=/dev/ttyACM0 CONFIG=cfg.json [DRY_RUN=1] - ROMFS image (or .mpy files) to a board"
 
 $(VENV)/.installed: requirements-dev.txt tools/bootstrap.sh
 	@bash tools/bootstrap.sh
@@ -39,7 +41,16 @@ mpy: deps
 lint: venv
 	@$(VENV)/bin/ruff check .
 
-test: lint mpy
+romfs: mpy
+	@$(PY) -m tools.romfs
+
+typings: venv
+	@$(PY) -m tools.typecheck --install --no-check
+
+typecheck: typings deps
+	@$(PY) -m tools.typecheck
+
+test: lint mpy typecheck
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: venv deps
@@ -48,11 +59,11 @@ unit: venv deps
 run: mpy
 	@$(PY) -m tools.mpunix build/mpy/main.py $(CONFIG)
 
-deploy: mpy
-	@test -e $(PORT) || { echo "deploy: no board at $(PORT) (set PORT=...)"; exit 1; }
-	$(VENV)/bin/mpremote connect $(PORT) fs cp -r build/mpy/lib build/mpy/firmware : + \
-		fs cp build/mpy/boot.py build/mpy/main.py : + \
-		$(if $(wildcard $(CONFIG)),fs cp $(CONFIG) :config.json +) reset
+# The board is looked for before anything is built, so `make deploy` without one says so at once.
+deploy:
+	$(if $(DRY_RUN)$(wildcard $(PORT)),,$(error deploy: no board at $(PORT): connect one, or name its port: make deploy PORT=/dev/ttyACM0))
+	@$(MAKE) --no-print-directory mpy
+	@$(PY) -m tools.deploy --port $(PORT) --config $(CONFIG) $(if $(DRY_RUN),--dry-run)
 
 bench: mpy
 	@$(PY) -m tools.bench

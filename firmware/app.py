@@ -82,7 +82,8 @@ class Terminal:
                                      reset=boardmod.output(self.board, "reset", cfg), log=self.log,
                                      on_mcu_reset=self._ladder_reset,
                                      backoff_base_ms=cfg["link_backoff_s"] * 1000,
-                                     backoff_max_ms=cfg["link_backoff_max_s"] * 1000)
+                                     backoff_max_ms=cfg["link_backoff_max_s"] * 1000,
+                                     server_backoff_max_ms=cfg["server_backoff_max_s"] * 1000)
         self.modem_errors = (quectel.ModemError, atengine.ATEngineError, OSError, asyncio.TimeoutError)
         self.link_errors = self.modem_errors + (MQTTError,)
         self.led = boardmod.output(self.board, "led", cfg)
@@ -225,7 +226,7 @@ class Terminal:
             "modem_reboots": ms.get("rdy_unexpected", 0), "send_fail": ms.get("send_fail", 0),
             "mqtt_reconnects": self.uplink.reconnects, "outbox_dropped": self.outbox.dropped,
             "outbox_corrupt": self.outbox.corrupt, "cmd_refused": self.commands.refused,
-            "cmd_dropped": self.commands.dropped,
+            "cmd_dropped": self.commands.dropped, "server_fail": ms.get("server_fail", 0),
             "meter_undecodable": self.frozen.undecodable + self.meter_events.undecodable,
         }
         ladder = {k: v for k, v in self.modem.ladder.items() if isinstance(v, int) and v}

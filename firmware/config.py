@@ -42,6 +42,7 @@ _DEFAULTS = {
     "cmd_max_skew_s": 300,
     "link_backoff_s": 1,  # first wait of the modem's recovery ladder; doubles per failed attempt
     "link_backoff_max_s": 600,
+    "server_backoff_max_s": 900,  # cap of the retry back-off while only the server is unreachable
     "outbox_max": 1000,
     "state_dir": "data",
     "wdt_ms": 30000,
@@ -150,6 +151,7 @@ _RULES = {
     "cmd_max_skew_s": (_INT, lambda v: 10 <= v <= 86400, "10..86400"),
     "link_backoff_s": (_INT, lambda v: 1 <= v <= 600, "1..600"),
     "link_backoff_max_s": (_INT, lambda v: 1 <= v <= 86400, "1..86400"),
+    "server_backoff_max_s": (_INT, lambda v: 1 <= v <= 86400, "1..86400"),
     "outbox_max": (_INT, lambda v: 10 <= v <= 100000, "10..100000"),
     "state_dir": (str, lambda v: bool(v), "a directory"),
     "wdt_ms": (_INT, lambda v: 1000 <= v <= 600000, "1000..600000"),

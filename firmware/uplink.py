@@ -21,11 +21,13 @@ class _SocketStream:
     def __init__(self, sock, errors):
         self.sock = sock
         self.errors = errors  # the modem driver's exception classes
+        self.error = None  # the modem's own error that ended the stream, kept to classify the failure
 
     async def write(self, data):
         try:
             await self.sock.write(data)
         except self.errors as e:
+            self.error = self.error or e
             raise _as_oserror(e)
 
     async def read(self, n):
@@ -35,6 +37,7 @@ class _SocketStream:
                 if data is not None:
                     return data
         except self.errors as e:
+            self.error = self.error or e
             raise _as_oserror(e)
 
     def close(self):
@@ -48,6 +51,7 @@ class Uplink:
         self.connects = 0
         self.reconnects = 0
         self.published = 0
+        self._stream = None
         self.wake = asyncio.Event()
 
     @property
@@ -57,13 +61,20 @@ class Uplink:
     def topic(self, leaf):
         return payloads.topic(self.t.cfg["topic_prefix"], self.t.tid, leaf)
 
+    def peer(self):
+        return "broker %s:%d" % (self.t.cfg["broker_host"], self.t.cfg["broker_port"])
+
     async def _connect(self):
         t = self.t
         cfg = t.cfg
-        sock = await t.modem.open_socket(cfg["broker_host"], cfg["broker_port"])
-        s = Session(_SocketStream(sock, t.modem_errors), t.tid, user=cfg["broker_user"] or None,
+        self._stream = None
+        sock = await t.modem.open_socket(cfg["broker_host"], cfg["broker_port"], label="broker")
+        self._stream = _SocketStream(sock, t.modem_errors)
+        s = Session(self._stream, t.tid, user=cfg["broker_user"] or None,
                     password=cfg["broker_pass"] or None, keepalive=cfg["keepalive_s"],
                     on_message=t.commands.incoming, log=t.log)
+        # Answers to commands that arrive while the rest of the connect runs (subscribe, status) go out on it.
+        self.session = s
         try:
             await s.connect(will=(self.topic("status"), payloads.WILL, 1, True))
             await s.subscribe(self.topic("cmd"), 1)
@@ -101,23 +112,41 @@ class Uplink:
                     pass
                 continue
             seq, kind, text = recs[0]
+            t.log.debug("record %d (%s) published", seq, kind)
             await s.publish(self.topic(kind), text, qos=1)
             ob.ack(seq)
+            t.log.debug("record %d acknowledged", seq)
             self.published += 1
+
+    def classify(self, e, connecting):
+        """The failure class for the modem's recovery: 'server', 'network', 'module' or None.
+
+        The modem's own error decides when there is one; an MQTT failure on a socket the module opened
+        (CONNACK refused or missing, closed by the server) is the server's side while the module is ready.
+        """
+        m = self.t.modem
+        st = self._stream
+        cause = m.failure_class(st.error if st is not None and st.error is not None else e)
+        if cause is None and st is not None and st.error is None and m.ready and (
+                connecting or st.sock.peer_closed):
+            cause = "server"
+        return cause
 
     async def run(self):
         t = self.t
         while True:
             t.checkin("uplink")
             s = None
+            self._stream = None
+            connecting = True
             try:
                 if not await t.modem_up(bring_up=True):
                     raise t.ModemError("modem not ready")
                 s = await self._connect()
-                self.session = s
+                connecting = False
                 self.connects += 1
                 t.modem.recovered()
-                t.log.info("connected to %s:%d as %s", t.cfg["broker_host"], t.cfg["broker_port"], t.tid)
+                t.log.info("connected to %s as %s", self.peer(), t.tid)
                 t.emit_register("connect")
                 await self._drain(s)
                 raise MQTTError(s.dead or "session ended")
@@ -125,10 +154,14 @@ class Uplink:
                 raise
             except t.link_errors as e:
                 self.reconnects += 1
-                t.log.warning("uplink down: %s", e)
+                cause = self.classify(e, connecting)
+                text = str(e)
+                if cause == "server" and not text.startswith("broker "):
+                    text = "%s: %s" % (self.peer(), text)
+                t.log.warning("uplink down (%s): %s", cause or "link", text)
             finally:
                 self.session = None
                 if s is not None:
                     s.close()
             t.checkin("uplink")
-            await t.modem.recover()
+            await t.modem.recover(cause)

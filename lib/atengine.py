@@ -94,6 +94,20 @@ class AT:
         self._rdy_ev = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task = None
+        self._secrets = []
+
+    # -- secrets ---------------------------------------------------------------
+    def secret(self, text):
+        """Register a secret (an APN password): it is masked in every log line and error text from here on."""
+        if text and text not in self._secrets:
+            self._secrets.append(text)
+
+    def mask(self, text):
+        """`text` with every registered secret replaced by ***."""
+        for s in self._secrets:
+            if s in text:
+                text = text.replace(s, "***")
+        return text
 
     # -- life cycle ------------------------------------------------------------
     def start(self):
@@ -139,6 +153,14 @@ class AT:
             except asyncio.TimeoutError:
                 pass
         return True
+
+    def abandon(self, prefix):
+        """End every wait for a URC that starts with `prefix` at once (its line reads as ""): it will not come,
+        e.g. the open result of a socket whose context or module went away meanwhile."""
+        for w in self._waiters:
+            if w[2] is None and w[0] == prefix:
+                w[2] = ""
+                w[1].set()
 
     def _add_waiter(self, prefix):
         w = [prefix, asyncio.Event(), None]
@@ -186,7 +208,7 @@ class AT:
             except asyncio.TimeoutError:
                 self.stats["busy"] += 1
                 self.stats["timeouts"] += 1
-                raise ATTimeout("%s: engine busy for %d ms" % (text, timeout_ms))
+                raise ATTimeout("%s: engine busy for %d ms" % (self.mask(text), timeout_ms))
         else:
             await self._lock.acquire()  # free: no task needed for a time limit
         w = self._add_waiter(expect) if expect else None
@@ -194,7 +216,7 @@ class AT:
             try:
                 c = self._begin(text, payload is not None, data_prefix, data_field)
                 if self.log:
-                    self.log.debug("AT> %s", text)
+                    self.log.debug("AT> %s", self.mask(text))
                 await self._write_all(text.encode() + b"\r", t0, timeout_ms)  # one write: no split segment
                 if payload is not None:
                     await self._wait(c, t0, timeout_ms, True)
@@ -229,7 +251,7 @@ class AT:
         if f == "OK" or f == "SEND OK":
             return
         if f == "RDY":
-            raise ATReboot("%s: module restarted" % c.text)
+            raise ATReboot("%s: module restarted" % self.mask(c.text))
         self.stats["errors"] += 1
         raise ATError(error_code(c.final_line) if f[0] == "+" else None, lines, f)
 
@@ -240,8 +262,9 @@ class AT:
                 self.stats["timeouts"] += 1
                 self.unanswered += 1
                 if self.log:
-                    self.log.warning("AT timeout: %s (%d ms)", c.text, timeout_ms)
-                raise ATTimeout("%s: no %s within %d ms" % (c.text, "prompt" if prompt else "result", timeout_ms))
+                    self.log.warning("AT timeout: %s (%d ms)", self.mask(c.text), timeout_ms)
+                raise ATTimeout("%s: no %s within %d ms" % (self.mask(c.text), "prompt" if prompt else "result",
+                                                            timeout_ms))
             self._ev.clear()
             if c.final is not None or (prompt and c.prompted):
                 break
@@ -360,7 +383,7 @@ class AT:
     def route(self, text):
         """Route one complete line (exposed for tests)."""
         if self.log:
-            self.log.debug("AT< %s", text)
+            self.log.debug("AT< %s", self.mask(text))
         c = self._cur
         if text == "RDY":
             self._rdy(c)

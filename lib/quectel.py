@@ -1,98 +1,48 @@
-"""Quectel EC200U/EC800M-class LTE module: bring-up, TCP sockets, GNSS and a recovery ladder.
+"""Quectel EC200U/EC800M-class LTE module: bring-up (one owner, a state machine), TCP sockets, GNSS.
 
 A driver for another family (SIMCom A76xx) offers the same public methods:
-start, ready, imei, iccid, signal, network_time, open_socket, gnss_start,
-gnss_nmea, gnss_loc, recover, recovered, ladder, stats.
+start, ready, state, imei, iccid, signal, network_time, open_socket, gnss_start,
+gnss_nmea, gnss_loc, failure_class, recover, recovered, ladder, stats.
 
-Recovery ladder: each call of recover() after a failure climbs one rung:
-socket (the caller reopens) -> pdp (QIDEACT + QIACT) -> cfun (CFUN 0/1) ->
-power (reset pin, PWRKEY or CFUN=1,1, then a full start) -> mcu (on_mcu_reset).
-A known-lost PDP context starts at the pdp rung; a rung whose command gets
-no answer jumps to the power rung. recovered() resets the ladder. Waits
-before each rung grow exponentially with jitter, up to backoff_max_ms.
+Bring-up states: off -> starting -> up; an unexpected RDY (the module restarted
+by itself) -> restarted, and the next user re-initialises it. Every procedure of
+several commands (start, re-initialisation, recovery rungs) runs under one lock,
+so only one owner talks to the module at a time; everything else waits for it,
+bounded by the "bringup_wait" time limit. After any RDY every volatile setting is
+applied again (echo, CMEE, the context's APN, the GNSS constellation and NMEA
+source), and the PDP context is activated only once the module is registered.
+Failure classes and the recovery ladder: lib/quectel_ladder.py.
 """
 
 import asyncio
 import random
 
+import quectel_bringup
 import quectel_gnss
-from atengine import AT, ATEngineError, ATError, ATTimeout
-from mpcompat import ticks_diff, ticks_ms
-from quectel_socket import ModemError, Socket, open_tcp  # noqa: F401  (re-exported)
+import quectel_ladder
+from atengine import AT, ATEngineError, ATError, ATTimeout  # noqa: F401  (re-exported)
+from quectel_ladder import RUNGS  # noqa: F401  (re-exported)
+from quectel_parse import parse_cereg, parse_csq, parse_iccid, parse_imei, parse_qlts  # noqa: F401  (re-exported)
+from quectel_socket import PEER_CODES, ModemError, NetworkError, ServerError, Socket, open_tcp  # noqa: F401
 
-RUNGS = ("socket", "pdp", "cfun", "power", "mcu")
-_UNANSWERED_DEAD = 2  # commands in a row without any answer before a failed AT probe means a dead module
-_SIM_BUSY = (10, 13, 14)  # not inserted yet / failure / busy: all seen for a while after boot
 
 try:
     _sleep_ms = asyncio.sleep_ms
+    _wait_for_ms = asyncio.wait_for_ms
 except AttributeError:  # CPython
 
     def _sleep_ms(ms):
         return asyncio.sleep(ms / 1000)
+
+    def _wait_for_ms(aw, ms):
+        return asyncio.wait_for(aw, ms / 1000)
 
 
 def default_timeouts():
     """Time limits in ms (vendor figures); tests pass smaller ones."""
     return {"cmd": 5000, "probe": 500, "boot": 12000, "sim": 20000, "reg": 120000, "qiact": 150000,
             "qideact": 40000, "qiclose": 10000, "qiopen": 150000, "cfun": 15000, "read": 60000, "poll": 1000,
-            "pulse": 700, "reset_pulse": 300, "power_off": 3000}
-
-
-def parse_csq(lines):
-    """'+CSQ: 23,99' -> 23; None for 99 (unknown) or no answer."""
-    for line in lines:
-        if line.startswith("+CSQ:"):
-            try:
-                rssi = int(line[5:].split(",")[0])
-            except ValueError:
-                return None
-            return None if rssi == 99 else rssi
-    return None
-
-
-def parse_cereg(lines):
-    """'+CEREG: 0,1' -> 1 (the registration stat); None if absent."""
-    for line in lines:
-        if line.startswith("+CEREG:"):
-            f = line[7:].split(",")
-            try:
-                return int(f[1] if len(f) > 1 else f[0])
-            except ValueError:
-                return None
-    return None
-
-
-def parse_qlts(lines):
-    """'+QLTS: "2026/09/11,14:22:25+32,0"' -> (2026, 9, 11, 14, 22, 25) UTC; None if empty or malformed."""
-    for line in lines:
-        if line.startswith("+QLTS:"):
-            body = line[6:].strip().strip('"')
-            try:
-                date, _, clock = body.partition(",")
-                y, mo, d = (int(x) for x in date.split("/"))
-                h, mi, s = (int(x) for x in clock[:8].split(":"))
-            except ValueError:
-                return None
-            if y < 2000 or not 1 <= mo <= 12 or not 1 <= d <= 31:
-                return None
-            return (y, mo, d, h, mi, s)
-    return None
-
-
-def parse_imei(lines):
-    for line in lines:
-        t = line[6:].strip() if line.startswith("+CGSN:") else line
-        if len(t) >= 14 and t.isdigit():
-            return t
-    return None
-
-
-def parse_iccid(lines):
-    for line in lines:
-        if line.startswith("+QCCID:"):
-            return line[7:].strip()
-    return None
+            "pulse": 700, "reset_pulse": 300, "power_off": 3000, "bringup_wait": 60000}
 
 
 class Quectel:
@@ -100,8 +50,9 @@ class Quectel:
 
     def __init__(self, uart, *, apn="", apn_user="", apn_pass="", gnssconfig=1, pwrkey=None, reset=None, log=None,
                  on_mcu_reset=None, ctx=1, timeouts=None, backoff_base_ms=1000, backoff_max_ms=600000,
-                 send_retries=4, send_backoff_ms=200):
+                 server_backoff_max_ms=900000, send_retries=4, send_backoff_ms=200):
         self.at = AT(uart, log=log)
+        self.at.secret(apn_pass)  # never in a log line or an error text
         self.at.on_rdy = self._on_rdy
         self.at.on_urc("+QIURC:", self._on_qiurc)
         self.apn, self.apn_user, self.apn_pass = apn, apn_user, apn_pass
@@ -116,24 +67,29 @@ class Quectel:
             self.timeouts.update(timeouts)
         self.backoff_base_ms = backoff_base_ms
         self.backoff_max_ms = backoff_max_ms
+        self.server_backoff_max_ms = server_backoff_max_ms
         self.send_retries = send_retries
         self.send_backoff_ms = send_backoff_ms
         self.imei = None
         self.iccid = None
+        self.state = "off"  # off | starting | up | restarted (RDY seen: re-initialise before use)
         self.ladder = {"socket": 0, "pdp": 0, "cfun": 0, "power": 0, "mcu": 0, "fixed_by": None}
         self._stats = {"starts": 0, "reinit": 0, "rdy_unexpected": 0, "send_fail": 0, "bytes_tx": 0, "bytes_rx": 0,
                        "opens": 0, "open_fail": 0, "socket_closed": 0, "pdp_lost": 0, "pdp_errors": 0,
-                       "power_cycles": 0, "recoveries": 0, "gnss_cfg_refused": 0}
+                       "power_cycles": 0, "recoveries": 0, "gnss_cfg_refused": 0, "server_fail": 0}
         self._sockets = {}
         self._stale = set()
         self._up = False
         self._pdp = False
         self._need_reinit = False
         self._booting = False
+        self._gen = 0  # RDYs seen: a procedure that started before a restart must not go on after it
         self._gnss_wanted = False
         self._gnss_on = False
         self._nmeasrc = False
+        self._nmeasrc_needed = False  # the module wanted QGPSCFG="nmeasrc",1 once: set it after every restart
         self._attempts = 0  # consecutive recover() calls without success: sets the back-off
+        self._server_attempts = 0  # consecutive server failures: the server back-off
         self._rung = 0  # last rung climbed (1..5)
         self._init_lock = asyncio.Lock()
 
@@ -159,9 +115,12 @@ class Quectel:
 
     # -- URCs (from the AT reader: quick, no I/O) -----------------------------------------
     def _on_rdy(self):
+        self._gen += 1
         if not self._booting:
             self._stats["rdy_unexpected"] += 1
             self._warn("modem restarted by itself (RDY): re-initialising before further use")
+            if self._up:
+                self.state = "restarted"
         self._need_reinit = True
         self._pdp = False
         self._gnss_on = False
@@ -189,41 +148,65 @@ class Quectel:
 
     def _lose_sockets(self):
         for s in self._sockets.values():
+            if s.opening:
+                self.at.abandon("+QIOPEN: %d," % s.id)  # a module may never report this open now
             s._on_lost()
             self._stale.add(s.id)
         self._sockets.clear()
 
+    # -- one owner -----------------------------------------------------------------------
+    async def _exclusive(self, fn, *args):
+        """Run the procedure fn(*args) as the only one talking to the module; others wait, bounded."""
+        lock = self._init_lock
+        if lock.locked():
+            try:
+                await _wait_for_ms(lock.acquire(), self.timeouts["bringup_wait"])
+            except asyncio.TimeoutError:
+                raise ModemError("module busy (bring-up or recovery) for %d ms" % self.timeouts["bringup_wait"])
+        else:
+            await lock.acquire()
+        try:
+            return await fn(*args)
+        finally:
+            lock.release()
+
+    async def _ensure(self):
+        # Wait for a bring-up or recovery in progress; re-initialise after an unexpected restart.
+        if self._init_lock.locked() or (self._need_reinit and self._up):
+            await self._exclusive(self._reinit)
+
+    async def _reinit(self):
+        if self._need_reinit and self._up:
+            await self._start(None)
+
     # -- bring-up ----------------------------------------------------------------------
     async def start(self):
         """Power on (if needed), set up, wait for SIM and network, activate PDP; ModemError on failure."""
-        async with self._init_lock:
-            await self._start(None)
-
-    async def _ensure(self):
-        # Re-initialise after an unexpected restart before anything else talks to the module.
-        if self._need_reinit and self._up:
-            async with self._init_lock:
-                if self._need_reinit and self._up:
-                    await self._start(None)
+        await self._exclusive(self._start, None)
 
     async def _start(self, since_rdy):
         self.at.start()
         reinit = self._need_reinit and self._up
         self._stats["starts"] += 1
+        self.state = "starting"
         self._booting = True
         try:
             await self._power_on(since_rdy)
+            self._booting = False  # a RDY from here on is a restart during bring-up
             await self._setup()
         except ModemError:
             self._up = False  # half set up: the next start() does it all again
+            self.state = "off"
             raise
         except ATEngineError as e:
             self._up = False
+            self.state = "off"
             raise ModemError("bring-up: %s" % e)
         finally:
             self._booting = False
         if reinit:
             self._stats["reinit"] += 1
+        self.state = "up"
         self._info("modem up: IMEI %s, PDP context %d active", self.imei, self.ctx)
 
     async def _probe(self):
@@ -239,102 +222,19 @@ class Quectel:
         pin.off()
 
     async def _power_on(self, since_rdy):
-        """Return once the module answers AT. since_rdy: RDY count before a reset we caused (None: none)."""
-        t = self.timeouts
-        if since_rdy is None:
-            since_rdy = self.at.stats["rdy"]  # before the probe: a RDY may interrupt it
-            if await self._probe():
-                return
-            if self.pwrkey and self.at.stats["rdy"] == since_rdy:
-                self._info("modem silent: PWRKEY pulse")
-                await self._pulse(self.pwrkey, t["pulse"])
-        t0 = ticks_ms()
-        while True:
-            left = t["boot"] - ticks_diff(ticks_ms(), t0)
-            if left <= 0:
-                raise ModemError("no answer from the module within %d ms" % t["boot"])
-            await self.at.wait_rdy(since_rdy, min(left, 1000))
-            if await self._probe():
-                return
+        await quectel_bringup.power_on(self, since_rdy)
 
     async def _setup(self):
-        t = self.timeouts
-        self._need_reinit = False  # a RDY from here on means it restarted again
-        await self.at.cmd("ATE0", t["cmd"])
-        await self.at.cmd("AT+CMEE=1", t["cmd"])
-        await self._wait_sim()
-        self.imei = parse_imei(await self.at.cmd("AT+CGSN", t["cmd"])) or self.imei
-        self.iccid = parse_iccid(await self.at.cmd("AT+QCCID", t["cmd"])) or self.iccid
-        await self._attach()
-        if self._gnss_wanted:
-            try:
-                await quectel_gnss.start(self)
-            except ATError as e:
-                self._warn("GNSS restart refused: %s", e)
-        if self._need_reinit:
-            raise ModemError("module restarted during bring-up")
-        self._up = True
+        await quectel_bringup.setup(self)
 
     async def _wait_sim(self):
-        t = self.timeouts
-        t0 = ticks_ms()
-        while True:
-            try:
-                for line in await self.at.cmd("AT+CPIN?", t["cmd"]):
-                    if line.startswith("+CPIN:"):
-                        state = line[6:].strip()
-                        if state == "READY":
-                            return
-                        raise ModemError("SIM not usable: %s" % state)
-            except ATError as e:
-                if e.code is not None and e.code not in _SIM_BUSY:
-                    raise ModemError("SIM error %d" % e.code)
-            if ticks_diff(ticks_ms(), t0) >= t["sim"]:
-                raise ModemError("SIM not ready within %d ms" % t["sim"])
-            await _sleep_ms(min(t["poll"], 500))
+        await quectel_bringup.wait_sim(self)
 
-    async def _attach(self):
-        """Registration (CEREG stat 1 or 5), APN, PDP context."""
-        t = self.timeouts
-        t0 = ticks_ms()
-        while True:
-            stat = parse_cereg(await self.at.cmd("AT+CEREG?", t["cmd"]))
-            if stat in (1, 5):
-                break
-            if ticks_diff(ticks_ms(), t0) >= t["reg"]:
-                raise ModemError("not registered within %d ms (stat %s)" % (t["reg"], stat))
-            await _sleep_ms(t["poll"])
-        auth = 1 if self.apn_user else 0
-        await self.at.cmd('AT+QICSGP=%d,1,"%s","%s","%s",%d' % (self.ctx, self.apn, self.apn_user, self.apn_pass,
-                                                               auth), t["cmd"])
-        await self._activate_pdp()
+    async def _attach(self, gen):
+        await quectel_bringup.attach(self, gen)
 
-    async def _activate_pdp(self):
-        t = self.timeouts
-        err = None
-        for _ in range(3):
-            others = []
-            for line in await self.at.cmd("AT+QIACT?", t["cmd"]):
-                if line.startswith("+QIACT:"):
-                    f = line[7:].split(",")
-                    if f[0].strip() == str(self.ctx) and f[1:2] == ["1"]:
-                        self._pdp = True
-                        return
-                    others.append(f[0].strip())
-            try:
-                await self.at.cmd("AT+QIACT=%d" % self.ctx, t["qiact"])
-                self._pdp = True
-                return
-            except ATError as e:
-                # e.g. 572 (another context active): deactivate and try again
-                err = e
-                self._stats["pdp_errors"] += 1
-                for c in others + [str(self.ctx)]:
-                    try:
-                        await self.at.cmd("AT+QIDEACT=%s" % c, t["qideact"])
-                    except ATError:
-                        pass
-        raise ModemError("PDP activation failed: %s" % err)
+    async def _network_ok(self):
+        return await quectel_bringup.network_ok(self)
 
     # -- information -------------------------------------------------------------------
     async def signal(self):
@@ -351,12 +251,27 @@ class Quectel:
             return None
 
     # -- sockets -----------------------------------------------------------------------
-    async def open_socket(self, host, port, timeout_ms=None):
-        """A connected TCP Socket to host:port; ModemError when the module cannot open it."""
+    async def open_socket(self, host, port, timeout_ms=None, label="peer"):
+        """A connected TCP Socket to host:port.
+
+        ServerError when the peer refuses, does not answer or does not resolve while the network is healthy;
+        NetworkError when the context is gone; ModemError for anything else the module refuses.
+        """
         await self._ensure()
         if not self._pdp:
-            raise ModemError("no active PDP context")
-        return await open_tcp(self, host, port, timeout_ms or self.timeouts["qiopen"])
+            raise NetworkError("no active PDP context")
+        try:
+            return await open_tcp(self, host, port, timeout_ms or self.timeouts["qiopen"], label)
+        except ModemError as e:
+            if e.code not in PEER_CODES or isinstance(e, NetworkError):
+                if e.code in (561, 570, 573):
+                    self._pdp = False
+                    raise NetworkError(str(e), e.code)
+                raise
+            if await self._network_ok():
+                raise ServerError(str(e), e.code)
+            self._pdp = False
+            raise NetworkError("%s; the network is not usable" % e, e.code)
 
     async def _qiclose(self, sid):
         try:
@@ -382,108 +297,24 @@ class Quectel:
         await self._ensure()
         return await quectel_gnss.loc(self)
 
-    # -- recovery ladder ---------------------------------------------------------------
-    def backoff_ms(self, attempt):
-        """Wait before recovery attempt `attempt` (1, 2, ...): exponential, capped, with jitter in [d/2, d]."""
-        d = min(self.backoff_max_ms, self.backoff_base_ms << min(attempt - 1, 20))
+    # -- failures and recovery (lib/quectel_ladder.py) ------------------------------------
+    def failure_class(self, e):
+        """'server', 'network', 'module' or None for an exception from this driver."""
+        return quectel_ladder.failure_class(e)
+
+    def backoff_ms(self, attempt, cap_ms=None):
+        """Wait before attempt `attempt` (1, 2, ...): exponential, capped, with jitter in [d/2, d]."""
+        cap = self.backoff_max_ms if cap_ms is None else cap_ms
+        d = min(cap, self.backoff_base_ms << min(attempt - 1, 20))
         return d // 2 + (random.getrandbits(16) * (d - d // 2) >> 16)
 
-    async def recover(self):
-        """After a failure: back off, then climb one rung (see the module doc). Never raises a modem error."""
-        self._attempts += 1
-        self._stats["recoveries"] += 1
-        rung = min(self._rung + 1, 5)
-        if not self._pdp and self._up and not self._need_reinit and rung < 2:
-            rung = 2  # the context is known to be gone: reactivating it is the first useful step
-        await _sleep_ms(self.backoff_ms(self._attempts))
-        if rung < 4 and self.at.unanswered >= _UNANSWERED_DEAD and not await self._probe():
-            # commands go unanswered and so does a bare AT: the lower rungs would only wait out their timeouts
-            # (QIDEACT's is 40 s); only a power cycle helps (vendor policy)
-            self._warn("module answers nothing, not even AT: power cycle")
-            rung = 4
-        self._rung = rung
-        name = RUNGS[rung - 1]
-        self.ladder[name] += 1
-        self._info("recovery attempt %d: rung %s", self._attempts, name)
-        try:
-            await self._ensure()
-            if rung == 2:
-                await self._reactivate_pdp()
-            elif rung == 3:
-                await self._cfun_cycle()
-            elif rung == 4:
-                await self._power_cycle()
-            elif rung == 5 and self.on_mcu_reset is not None:
-                self.on_mcu_reset()
-        except ATTimeout as e:
-            if rung in (2, 3):
-                # The module does not answer at all: only a power cycle helps (vendor policy).
-                self._warn("rung %s got no answer (%s): power cycle", name, e)
-                self._rung = 4
-                self.ladder["power"] += 1
-                name = "power"
-                try:
-                    await self._power_cycle()
-                except (ModemError, ATEngineError, OSError) as e2:
-                    self._warn("power cycle failed: %s", e2)
-            else:
-                self._warn("rung %s failed: %s", name, e)
-        except (ModemError, ATEngineError, OSError) as e:
-            self._warn("rung %s failed: %s", name, e)
-        return name
+    async def recover(self, cause=None):
+        """After a failure of class `cause`: back off and act (quectel_ladder). Never raises a modem error."""
+        return await quectel_ladder.recover(self, cause)
 
     def recovered(self):
         """Report a success after failures: remember the rung that fixed it and reset the ladder."""
-        if self._attempts:
-            self.ladder["fixed_by"] = RUNGS[self._rung - 1] if self._rung else None
-            self._info("link recovered at rung %s after %d attempt(s)", self.ladder["fixed_by"], self._attempts)
-        self._attempts = 0
-        self._rung = 0
-
-    async def _reactivate_pdp(self):
-        self._lose_sockets()
-        self._pdp = False
-        try:
-            await self.at.cmd("AT+QIDEACT=%d" % self.ctx, self.timeouts["qideact"])
-        except ATError:
-            pass  # not active is fine
-        await self._activate_pdp()
-
-    async def _cfun_cycle(self):
-        t = self.timeouts
-        self._lose_sockets()
-        self._pdp = False
-        await self.at.cmd("AT+CFUN=0", t["cfun"])
-        await self.at.cmd("AT+CFUN=1", t["cfun"])
-        await self._wait_sim()
-        await self._attach()
+        quectel_ladder.recovered(self)
 
     async def _power_cycle(self):
-        t = self.timeouts
-        self._lose_sockets()
-        self._pdp = False
-        self._up = False
-        self._stats["power_cycles"] += 1
-        since = self.at.stats["rdy"]
-        async with self._init_lock:
-            self._booting = True  # the RDY that follows is ours
-            try:
-                if self.reset:
-                    await self._pulse(self.reset, t["reset_pulse"])
-                elif self.pwrkey:
-                    await self._pulse(self.pwrkey, t["pulse"])  # a pulse while on powers the module down
-                    try:
-                        await self.at.wait_urc("POWERED DOWN", t["power_off"])
-                    except ATTimeout:
-                        pass
-                    since = self.at.stats["rdy"]
-                    await self._pulse(self.pwrkey, t["pulse"])
-                else:
-                    try:
-                        await self.at.cmd("AT+CFUN=1,1", t["cfun"])
-                    except ATEngineError:
-                        pass
-            except BaseException:
-                self._booting = False
-                raise
-            await self._start(since)
+        await quectel_ladder.power_cycle(self)

@@ -24,11 +24,15 @@ def parse_loc(line):
 
 
 async def start(m):
-    """Select the constellations (where supported) and switch the receiver on; on already is fine."""
+    """Select the constellations (where supported), the NMEA source if this module needed it, and switch the
+    receiver on; on already is fine. Both settings are lost when the module restarts."""
     try:
         await m.at.cmd('AT+QGPSCFG="gnssconfig",%d' % m.gnssconfig, m.timeouts["cmd"])
     except ATError:
         m._stats["gnss_cfg_refused"] += 1  # modules without the setting keep their default
+    if m._nmeasrc_needed and not m._nmeasrc:
+        await m.at.cmd('AT+QGPSCFG="nmeasrc",1', m.timeouts["cmd"])
+        m._nmeasrc = True
     try:
         await m.at.cmd("AT+QGPS=1", m.timeouts["cmd"])
     except ATError as e:
@@ -45,6 +49,7 @@ async def _cmd(m, text):
         except ATError as e:
             if e.code == _NEED_NMEASRC and not m._nmeasrc:
                 m._nmeasrc = True
+                m._nmeasrc_needed = True
                 await m.at.cmd('AT+QGPSCFG="nmeasrc",1', m.timeouts["cmd"])
             elif e.code == _NOT_ON and m._gnss_wanted:
                 await start(m)

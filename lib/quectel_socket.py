@@ -22,7 +22,39 @@ except AttributeError:  # CPython
 
 
 class ModemError(Exception):
-    """The modem could not do what was asked (the reason is the message)."""
+    """The modem could not do what was asked (the reason is the message; `code`: the module's, if any)."""
+
+    def __init__(self, msg, code=None):
+        super().__init__(msg)
+        self.code = code
+
+
+class NetworkError(ModemError):
+    """The network is not usable: not registered, PDP context lost or refused."""
+
+
+class ServerError(ModemError):
+    """The server is unreachable or refuses us while the network and the module are healthy."""
+
+
+# Quectel TCP/IP result codes (+QIOPEN URC, AT+QIGETERROR), as the TCP/IP AT commands manual names them
+_IP_ERRORS = {550: "unknown error", 551: "operation blocked", 552: "invalid parameters", 553: "memory not enough",
+              554: "create socket failed", 555: "operation not supported", 556: "socket bind failed",
+              557: "socket listen failed", 558: "socket write failed", 559: "socket read failed",
+              560: "socket accept failed", 561: "open PDP context failed", 562: "close PDP context failed",
+              563: "socket identity used", 564: "DNS busy", 565: "DNS parse failed (host name not resolved)",
+              566: "connection refused or peer unreachable", 567: "socket closed", 568: "operation busy",
+              569: "operation timed out (no answer from the peer)", 570: "PDP context broken down",
+              571: "cancel send", 572: "operation not allowed", 573: "APN not configured", 574: "port busy"}
+PEER_CODES = (565, 566, 567, 569)  # the peer refused, did not answer or did not resolve: the server's side
+NETWORK_CODES = (561, 570, 573)  # the context is gone or cannot be had: the network's side
+
+
+def ip_error_text(code):
+    """'connection refused or peer unreachable (module error 566)' for a Quectel TCP/IP code."""
+    if code is None:
+        return "no result code"
+    return "%s (module error %s)" % (_IP_ERRORS.get(code, "error"), code)
 
 
 class Socket:
@@ -39,6 +71,8 @@ class Socket:
         self._rx = b""
         self._pending = False  # the module announced data that QIRD has not drained yet
         self._closed = False
+        self.peer_closed = False  # closed by the peer (+QIURC "closed"), not by a lost context or restart
+        self.opening = False
         self._ev = asyncio.Event()
 
     @property
@@ -51,6 +85,7 @@ class Socket:
         self._ev.set()
 
     def _on_closed(self):
+        self.peer_closed = True
         if not self._closed:
             self._closed = True
             self._m._stale.add(self.id)  # the id must be QICLOSEd before reuse
@@ -156,8 +191,12 @@ class Socket:
         await self._m._qiclose(self.id)
 
 
-async def open_tcp(m, host, port, timeout_ms):
-    """AT+QIOPEN in buffer mode and wait for +QIOPEN: <id>,0; a stale id is closed first (563)."""
+async def open_tcp(m, host, port, timeout_ms, label="peer"):
+    """AT+QIOPEN in buffer mode and wait for +QIOPEN: <id>,0; a stale id is closed first (563).
+
+    ModemError (with the module's code) when it fails; the wait ends at once when the socket is lost
+    meanwhile (context deactivated, module restarted), since a module may then report nothing for it.
+    """
     sid = 0
     while sid in m._sockets:
         sid += 1
@@ -171,16 +210,22 @@ async def open_tcp(m, host, port, timeout_ms):
         m._sockets[sid] = s  # before QIOPEN: data may be announced right after the open URC
         m._stats["opens"] += 1
         ok = False
+        s.opening = True
         try:
             # OK comes at once; the result URC may take up to timeout_ms
             lines = await m.at.cmd('AT+QIOPEN=%d,%d,"TCP","%s",%d,0,0' % (m.ctx, sid, host, port),
                                    min(timeout_ms, m.timeouts["cmd"]), expect="+QIOPEN: %d," % sid,
                                    expect_timeout_ms=timeout_ms)
+            if not lines[-1]:  # abandoned: the socket was lost while opening
+                m._stats["open_fail"] += 1
+                raise NetworkError("%s %s:%d: socket lost while opening (context or module gone)"
+                                   % (label, host, port))
             err = int(lines[-1].rpartition(",")[2])
             ok = err == 0
         except ATError as e:
             err = e.code
         finally:
+            s.opening = False
             if not ok:
                 m._sockets.pop(sid, None)
                 m._stale.add(sid)  # a failed open also needs QICLOSE before the id is reused
@@ -189,4 +234,4 @@ async def open_tcp(m, host, port, timeout_ms):
         m._stats["open_fail"] += 1
         if err != 563:
             break
-    raise ModemError("open %s:%d failed (error %s)" % (host, port, err))
+    raise ModemError("%s %s:%d: %s" % (label, host, port, ip_error_text(err)), err)

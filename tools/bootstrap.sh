@@ -19,6 +19,15 @@ if [ ! -f "$stamp" ] || [ "$here/requirements-dev.txt" -nt "$stamp" ]; then
     touch "$stamp"
 fi
 
+# the project itself, editable (tools/ stays where it is): the console script bdmeter-headend in .venv/bin
+# then runs from any folder. pip fetches the build backend pinned in pyproject.toml from PyPI.
+proj="$venv/.project-installed"
+if [ ! -x "$venv/bin/bdmeter-headend" ] || [ ! -f "$proj" ] || [ "$here/pyproject.toml" -nt "$proj" ]; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps -e "$here" \
+        || die "pip could not install the project itself (pyproject.toml) into $venv"
+    touch "$proj" "$stamp"
+fi
+
 if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "bootstrap: installing Debian package mosquitto"

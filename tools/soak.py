@@ -1,6 +1,6 @@
 """Soak: the terminal under seeded random faults and power cuts, checked by an independent subscriber.
 
-    python -m tools.soak [--cycles 30] [--seed 1] [--heapsize 128K] [--json build/soak.json]
+    python -m tools.soak [--cycles 30] [--seed 1] [--heapsize 128K] [--restarts 20] [--json build/soak.json]
 
 The firmware runs from .mpy under the unix port with its simulators and a real
 mosquitto, intervals shortened. Each cycle injects one fault the simulators offer
@@ -10,6 +10,12 @@ record it took after the fault. At the end the checker drains and compares what
 reached the broker with what the terminal numbered and what the meter served:
 readings taken and delivered, lost, duplicated, sequence gaps. Exit status 0
 only with 0 lost, 0 gaps, every fault recovered and no unexpected exit.
+
+The SIM is a private-APN SIM (the modem simulator activates data only on the
+configured APN and forgets it on every restart). During a broker outage with a
+healthy network the module must be left alone (no CFUN, QIDEACT, GNSS stop or
+power cycle). After the cycles, `--restarts` unsolicited module restarts in a
+row: each must be back online within RESTART_LIMIT_S.
 """
 
 import argparse
@@ -39,9 +45,14 @@ FAULTS = {
     "meter:bad_cs": ("corrupt frames from the meter", (2, 5)),
     "meter:noise": ("noise around the meter's frames", (2, 5)),
     "broker:restart": ("the MQTT broker restarts", (0, 0)),
+    "broker:down": ("the MQTT broker is down a while; network and module healthy", (15, 40)),
     "power:cut": ("SIGKILL of the firmware, then a restart (a power cut)", (1, 3)),
 }
 RECOVERY_LIMIT_S = 90
+RESTART_LIMIT_S = 60
+APN = "private.apn"
+SERVER_BACKOFF_MAX_S = 10
+MODULE_ACTIONS = ("+CFUN", "+QIDEACT", "+QGPSEND", "+QPOWD")  # what a server outage must never cause
 # faults nothing clears but the terminal itself (or the broker, which comes back by itself)
 _NOT_CLEARED = ("broker:restart", "modem:wedged")
 
@@ -52,6 +63,12 @@ def inject(rig, name, on, params=None):
         rig.modem.set_fault("hang" if fault == "wedged" else fault, on, **(params or {}))
     elif where == "meter":
         rig.bus.set_fault(fault, on)
+    elif fault == "down":
+        if on:
+            rig.broker.proc.stop(timeout=10)
+        else:
+            b = rig.broker
+            b.__init__(log_dir=b.dir, port=b.port, persistent=b.persistent)
     elif where == "broker" and on:
         rig.broker.restart()
     elif where == "power":
@@ -90,13 +107,48 @@ def check(rig):
     }
 
 
-def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print, fail_on=None):
+def module_actions(rig):
+    return sum(rig.modem.seen.get(k, 0) for k in MODULE_ACTIONS) + rig.modem.stats["reboots"]
+
+
+def _online_since(rig, t0):
+    with rig.lock:
+        return [t for t, leaf, b, _ in rig.msgs if t >= t0 and leaf == "status" and isinstance(b, dict)
+                and b.get("state") == "online"]
+
+
+def restarts_phase(rig, n, log):
+    """n unsolicited module restarts in a row: seconds until back online after each (None: not within limit)."""
+    times = []
+    for i in range(n):
+        if not rig.alive():
+            break
+        t0 = time.monotonic()
+        rig.modem.set_fault("reboot")
+        try:
+            got = rig.wait("online after module restart %d" % (i + 1), lambda t=t0: _online_since(rig, t),
+                           RESTART_LIMIT_S)
+            times.append(round(got[0] - t0, 1))
+            log("restart %2d: back online in %5.1f s" % (i + 1, got[0] - t0))
+        except AssertionError:
+            times.append(None)
+            log("restart %2d: NOT back online within %d s" % (i + 1, RESTART_LIMIT_S))
+        time.sleep(2)
+    return times
+
+
+def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print, fail_on=None, restarts=0):
     rng = random.Random(seed)
     workdir = Path(workdir or tempfile.mkdtemp(prefix="bdmeter-soak-"))
     t_start = time.monotonic()
-    rig = TerminalRig(workdir, seed=seed, heapsize=heapsize)
+    rig = TerminalRig(workdir, seed=seed, heapsize=heapsize, start=False,
+                      cfg={"apn": APN, "server_backoff_max_s": SERVER_BACKOFF_MAX_S})
+    rig.modem.apn_required = APN  # a private-APN SIM
+    rig.start_firmware()
     rig.fail_on = fail_on
     recoveries, failures, unexpected_exits = [], [], 0
+    server_outage_module_actions = 0
+    restart_times = []
     try:
         rig.wait("first readings", lambda: len(rig.of("energy")) >= 2, 90)
         names = sorted(FAULTS)
@@ -109,6 +161,7 @@ def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print, fail_on=None)
                 log("cycle %d: firmware was not running (exit %s); restarting" % (cycle, rig.fw.p.returncode))
                 rig.start_firmware()
             params = {"count": rng.randint(1, 4)} if name == "modem:send_fail" else None
+            actions0 = module_actions(rig)
             inject(rig, name, True, params)
             time.sleep(hold)
             if name not in _NOT_CLEARED:
@@ -121,6 +174,9 @@ def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print, fail_on=None)
                          lambda b=before: max(rig.record_seqs() or [0]) > b + 1, RECOVERY_LIMIT_S)
                 dt = time.monotonic() - t0
                 recoveries.append((name, dt))
+                if name == "broker:down" and module_actions(rig) != actions0:
+                    server_outage_module_actions += module_actions(rig) - actions0
+                    log("cycle %d: the module was acted on during a server outage" % cycle)
                 log("cycle %2d: %-24s held %4.1f s, recovered in %5.1f s" % (cycle, name, hold, dt))
             except AssertionError:
                 failures.append(name)
@@ -129,6 +185,7 @@ def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print, fail_on=None)
                     unexpected_exits += 1
                     rig.start_firmware()
             time.sleep(rng.uniform(0.5, 2.0))
+        restart_times = restarts_phase(rig, restarts, log)
         # drain: every numbered record must arrive
         rig.wait("the outbox drained", lambda: rig.of("heartbeat") and rig.of("heartbeat")[-1]["outbox"] == 0
                  and not check(rig)["sequence_gaps"], 120, allow_exit=True)
@@ -149,10 +206,20 @@ def run(cycles=30, seed=1, heapsize=None, workdir=None, log=print, fail_on=None)
         "recovery_s_max": round(max(d for _, d in recoveries), 1) if recoveries else None,
         "recovery_s_by_fault": {k: round(max(v), 1) for k, v in sorted(by_fault.items())},
         "last_heartbeat_err": hb[-1]["err"] if hb else None,
+        "server_outage_module_actions": server_outage_module_actions,
+        "module_restarts": len(restart_times),
+        "module_restarts_online_s": restart_times,
+        "module_restart_online_s_median": (round(statistics.median([t for t in restart_times if t is not None]), 1)
+                                           if any(t is not None for t in restart_times) else None),
+        "module_restart_online_s_max": (max(t for t in restart_times if t is not None)
+                                        if any(t is not None for t in restart_times) else None),
+        "qiact_refused": rig.modem.stats["qiact_refused"],
         "wall_s": round(time.monotonic() - t_start, 1),
     })
     figures["passed"] = (figures["records_lost"] == 0 and not failures and unexpected_exits == 0
-                         and not figures["readings_not_served_by_meter"] and not figures["self_resets"])
+                         and not figures["readings_not_served_by_meter"] and not figures["self_resets"]
+                         and server_outage_module_actions == 0 and None not in restart_times
+                         and len(restart_times) == restarts)
     return figures
 
 
@@ -161,9 +228,11 @@ def main(argv=None):
     ap.add_argument("--cycles", type=int, default=30)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--heapsize", default=None, help="micropython -X heapsize, e.g. 128K")
+    ap.add_argument("--restarts", type=int, default=20,
+                    help="unsolicited module restarts in a row after the cycles (private-APN SIM)")
     ap.add_argument("--json", default="build/soak.json")
     a = ap.parse_args(argv)
-    figures = run(a.cycles, a.seed, a.heapsize, fail_on="MemoryError" if a.heapsize else None)
+    figures = run(a.cycles, a.seed, a.heapsize, fail_on="MemoryError" if a.heapsize else None, restarts=a.restarts)
     print()
     for k, v in figures.items():
         print("  %-30s %s" % (k, v))

@@ -108,6 +108,34 @@ def test_duplicates_through_the_broker_are_stored_once(headend, publisher):
     assert seqs == list(range(1, 41))
 
 
+def test_a_state_wipe_through_the_broker_keeps_both_incarnations(headend, publisher):
+    h = headend()
+    t = "bdmeter/861234567890206/"
+    meter = "000072007206"
+    # the outbox before the wipe: incarnation 0badcafe, seq 1..30, the last ten sent twice (PUBACK lost)
+    publisher.pub(t + "register", synth.register(1, 1795478400, [meter], 40.8, 111.7, inc="0badcafe"))
+    for seq in range(2, 31):
+        p = synth.energy(seq, 1795478400 + 60 * seq, meter, 100 + seq * 0.5, inc="0badcafe")
+        publisher.pub(t + "energy", p)
+        if seq > 20:
+            publisher.pub(t + "energy", p)
+    # flash erased: a new incarnation starts at seq 1 again, with other readings under the same seqs
+    publisher.pub(t + "register", synth.register(1, 1795488400, [meter], 40.9, 111.8, inc="5eed0001"))
+    for seq in range(2, 21):
+        publisher.pub(t + "energy", synth.energy(seq, 1795488400 + 60 * seq, meter, 500 + seq * 0.5, inc="5eed0001"))
+    # and a version 1 message of an old terminal next to them
+    publisher.pub(t + "event", synth.event(7, 1795489999, "reboot", {"cause": "power"}))
+    wait_for(lambda: sum(h.store.counters().get(k, 0) for k in ("stored", "duplicate", "conflict")) == 61,
+             what="61 handled")
+    c = h.store.counters()
+    assert (c["stored"], c["duplicate"], c.get("conflict", 0), c.get("invalid", 0)) == (51, 10, 0, 0)
+    assert h.store.count("readings") == 29 + 19 and h.store.count("registrations") == 2
+    got = {i["inc"]: (i["records"], i["last_seq"], i["missing"]) for i in h.store.incarnations()}
+    assert got == {"0badcafe": (30, 30, 0), "5eed0001": (20, 20, 0), "": (1, 7, 6)}
+    row = h.store.fleet()[0]
+    assert row["energy"][meter]["fwd"] == 510.0 and (row["lat"], row["lon"]) == (40.9, 111.8)
+
+
 def test_silent_before_the_will_then_offline(broker, headend):
     h = headend(check_s=0.05)
     tid = "861234567890203"
@@ -153,6 +181,7 @@ class FakeTerminal:
     def __init__(self, port, tid, key_hex):
         self.tid, self.key = tid, bytes.fromhex(key_hex)
         self.seen = []
+        self.config = {"poll_s": 900, "heartbeat_s": 300, "inst": []}
         self.ready = threading.Event()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fake-" + tid)
         self.c.on_connect = lambda c, u, f, rc, p: c.subscribe("bdmeter/%s/cmd" % tid, qos=1)
@@ -171,6 +200,11 @@ class FakeTerminal:
         answer = {"v": 1, "id": body["id"], "ok": ok, "ts": int(time.time()), "tsrc": "gnss"}
         if not ok:
             answer["error"] = "bad_mac"
+        elif body["op"] == "config.get":
+            answer["result"] = {"config": {k: self.config[k] for k in body["args"]["keys"] or self.config}}
+        elif body["op"] == "config.set":
+            self.config.update(body["args"]["set"])
+            answer["result"] = {"config": dict(body["args"]["set"])}
         elif body["op"] == "query":
             answer["result"] = {"address": ["000072007201"],
                                 "position": {"lat": 40.84, "lon": 111.75, "alt": 1050.0, "hdop": 0.9, "nsat": 9,
@@ -192,7 +226,7 @@ def test_query_round_trip(broker, tmp_path, capsys):
     term = FakeTerminal(broker.port, tid, KEY)
     url = "127.0.0.1:%d" % broker.port
     try:
-        assert cli.main(["key", "--db", db, tid, KEY]) == 0
+        assert cli.main(["key", "--db", db, "--create", tid, KEY]) == 0
         capsys.readouterr()
         rc = cli.main(["query", "--broker", url, "--db", db, "--timeout", "10", tid,
                        "address", "position", "energy"])
@@ -206,6 +240,17 @@ def test_query_round_trip(broker, tmp_path, capsys):
         # a wrong key: the terminal refuses and the command exits 1
         rc = cli.main(["query", "--broker", url, "--key", "ff" * 32, "--timeout", "10", tid, "read"])
         assert rc == 1 and json.loads(capsys.readouterr().out)["error"] == "bad_mac"
+        # settings: config.set with JSON values, then config.get of one key and of all
+        rc = cli.main(["query", "--broker", url, "--db", db, "--timeout", "10", tid, "config.set", "poll_s=60",
+                       'inst=["v","i"]'])
+        assert rc == 0 and json.loads(capsys.readouterr().out)["result"]["config"] == {"poll_s": 60,
+                                                                                        "inst": ["v", "i"]}
+        assert term.seen[-1]["op"] == "config.set"
+        assert cli.main(["query", "--broker", url, "--db", db, "--timeout", "10", tid, "config.get", "poll_s"]) == 0
+        assert json.loads(capsys.readouterr().out)["result"]["config"] == {"poll_s": 60}
+        assert term.seen[-1]["args"] == {"keys": ["poll_s"]}
+        assert cli.main(["query", "--broker", url, "--db", db, "--timeout", "10", tid, "config.get"]) == 0
+        assert json.loads(capsys.readouterr().out)["result"]["config"]["heartbeat_s"] == 300
     finally:
         term.close()
     # nobody answers: a bounded wait, exit 2

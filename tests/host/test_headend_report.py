@@ -5,7 +5,11 @@ import json
 import math
 import random
 
+from decimal import Decimal
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from tools.headend import Ingest, Store, cli, mapimg, report, synth
@@ -49,15 +53,23 @@ def _load(store, terminals):
                 assert ing.handle("bdmeter/%s/energy" % t["tid"], synth.energy(seq, ts, m, fwd)) == "stored"
 
 
-def _expected(terminals, key):
-    """Per key(lat, lon): the sum of (last fwd <= TO) - (first fwd >= FROM), computed from the series."""
+def _register_at(pts, t):
+    """The register interpolated linearly at t between the readings either side (held beyond the ends)."""
+    if t <= pts[0][0]:
+        return pts[0][1]
+    for (t0, r0), (t1, r1) in zip(pts, pts[1:]):
+        if t0 <= t < t1:
+            return r0 + (r1 - r0) * (t - t0) / (t1 - t0)
+    return pts[-1][1]
+
+
+def _expected(terminals, key, t_from=FROM, t_to=TO):
+    """Per key(lat, lon): the sum over meters of the register interpolated at TO minus that at FROM."""
     out = {}
     for t in terminals:
         for pts in t["series"].values():
-            first = min((p for p in pts if p[0] >= FROM), key=lambda p: p[0])
-            last = max((p for p in pts if p[0] <= TO), key=lambda p: p[0])
             k = key(t["lat"], t["lon"])
-            out[k] = out.get(k, 0.0) + last[1] - first[1]
+            out[k] = out.get(k, 0.0) + _register_at(pts, t_to) - _register_at(pts, t_from)
     return out
 
 
@@ -89,9 +101,9 @@ def test_grid_report_totals_match_the_synthetic_consumption(fleet_db, tmp_path, 
                                                                 math.floor(lon / DEG) * DEG))
     got = {r["region"]: float(r["energy_kwh"]) for r in rows}
     assert set(got) == set(want)
-    for k in want:
-        assert got[k] == pytest.approx(want[k], abs=0.002)
-    assert sum(got.values()) == pytest.approx(sum(want.values()), abs=0.01)
+    for k in want:  # each end of each meter is rounded to hundredths
+        assert got[k] == pytest.approx(want[k], abs=0.021)
+    assert sum(got.values()) == pytest.approx(sum(want.values()), abs=0.2)
     assert sum(int(r["meters"]) for r in rows) == 18
     meters = _csv(str(out) + "-meters.csv")
     assert len(meters) == 18 and all(float(m["energy_kwh"]) > 0 for m in meters)
@@ -129,8 +141,8 @@ def test_geojson_regions_with_a_hole_and_a_multipolygon(fleet_db, tmp_path):
     got = {r["name"]: r["kwh"] for r in rep["regions"]}
     assert got["Empty"] == 0.0
     for k in want:
-        assert got[k] == pytest.approx(want[k], abs=0.002)
-    assert rep["total_kwh"] == pytest.approx(sum(want.values()), abs=0.01)
+        assert float(got[k]) == pytest.approx(want[k], abs=0.2)
+    assert float(rep["total_kwh"]) == pytest.approx(sum(want.values()), abs=0.2)
     png = mapimg.draw(rep, tmp_path / "regions.png", size=(640, 480))
     with Image.open(png) as img:
         assert img.size == (640, 480)
@@ -145,21 +157,91 @@ def test_period_without_readings_and_meters_that_went_backwards(tmp_path):
     ing.handle(t + "register", synth.register(1, T0, ["000072007201", "000072007202"], 40.84, 111.75))
     ing.handle(t + "energy", synth.energy(2, T0 + 100, "000072007201", 500.0))
     ing.handle(t + "energy", synth.energy(3, T0 + 200, "000072007201", 20.0))  # meter swapped
+    ing.handle(t + "energy", synth.energy(7, T0 + 300, "000072007201", 21.5))
     ing.handle(t + "energy", synth.energy(4, T0 + 100, "000072007202", 10.0))
     ing.handle(t + "energy", synth.energy(5, 50, "000072007202", 30.0, tsrc="none"))  # no date: ignored
     ing.handle(t + "energy", synth.energy(6, T0 + 300, "000072007202", 12.5))
     rep = report.compute(store, T0, T0 + 1000, grid_deg=0.02)
-    assert rep["total_kwh"] == pytest.approx(2.5)
-    assert [s["meter"] for s in rep["skipped"]] == ["000072007201"]
+    # the step down counts as nothing; the new meter's 1.5 kWh count
+    assert rep["total_kwh"] == Decimal("4.00") and rep["skipped"] == []
+    m201 = next(m for m in rep["meters"] if m["meter"] == "000072007201")
+    assert m201["kwh"] == Decimal("1.50") and [r["ts"] for r in m201["resets"]] == [T0 + 200]
+    assert (m201["how_from"], m201["how_to"]) == ("held", "held")
     empty = report.compute(store, T0 + 5000, T0 + 9000, grid_deg=0.02)
-    assert empty["regions"] == [] and len(empty["skipped"]) == 2
+    assert empty["regions"] == [] and len(empty["skipped"]) == 2 and empty["total_kwh"] == 0
     report.write_csv(empty, tmp_path / "e.csv")
     assert _csv(tmp_path / "e.csv") == []
+    report.write_meters_csv(rep, tmp_path / "m.csv")
+    assert {r["meter"]: r["energy_kwh"] for r in _csv(tmp_path / "m.csv")} == {"000072007201": "1.50",
+                                                                            "000072007202": "2.50"}
     with Image.open(mapimg.draw(empty, tmp_path / "e.png")) as img:
         assert img.size == (1000, 800)
     with pytest.raises(ValueError):
         report.compute(store, T0 + 10, T0, grid_deg=0.02)
     store.close()
+
+
+def test_boundaries_interpolate_between_the_readings_either_side(tmp_path):
+    store = Store(tmp_path / "f.db")
+    ing = Ingest(store)
+    t = "bdmeter/861234567890123/"
+    ing.handle(t + "register", synth.register(1, T0, ["000072007201"], 40.84, 111.75))
+    for seq, (ts, fwd) in enumerate([(T0, 100.0), (T0 + 3600, 101.0), (T0 + 7200, 103.01)], 2):
+        ing.handle(t + "energy", synth.energy(seq, ts, "000072007201", fwd))
+
+    def e(a, b):
+        return report.compute(store, T0 + a, T0 + b, grid_deg=0.02)["total_kwh"]
+
+    assert e(0, 3600) == Decimal("1.00") and e(1800, 3600) == Decimal("0.50")
+    # at 5400 s the register is 102.005, rounded half to even: 102.00
+    assert e(1800, 5400) == Decimal("1.50") and e(5400, 7200) == Decimal("1.01")
+    assert e(-3600, 1800) == Decimal("0.50")  # before the first reading: held at it
+    assert e(7000, 99999) == Decimal("0.11")  # after the last reading: held at it
+    assert e(1800, 5400) + e(5400, 7200) == e(1800, 7200)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def split_db(tmp_path_factory):
+    """Three meters with irregular readings (one steps down: meter replaced) over a day."""
+    rnd = random.Random(11)
+    path = tmp_path_factory.mktemp("split") / "fleet.db"
+    store = Store(path)
+    ing = Ingest(store)
+    for k in range(3):
+        t = "bdmeter/86123456789000%d/" % k
+        meter = "00007200720%d" % k
+        ing.handle(t + "register", synth.register(1, T0, [meter], 40.80 + k * 0.03, 111.70))
+        ts, fwd = T0 + rnd.randrange(0, 900), rnd.uniform(0, 5000)
+        for seq in range(2, 60):
+            ing.handle(t + "energy", synth.energy(seq, ts, meter, fwd))
+            ts += rnd.choice((0, 1, 7, 300, 900, 1800, 3000))
+            fwd = 3.0 if (k == 2 and seq == 30) else fwd + rnd.uniform(0, 3)
+    store.close()
+    return str(path)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(min_value=-3600, max_value=30 * 3600), min_size=3, max_size=7, unique=True))
+def test_consecutive_periods_add_up_exactly_to_the_whole(split_db, points):
+    points = sorted(points)
+    store = Store(split_db)
+    try:
+        whole = report.compute(store, T0 + points[0], T0 + points[-1], grid_deg=0.02)
+        parts = [report.compute(store, T0 + a, T0 + b, grid_deg=0.02) for a, b in zip(points, points[1:])]
+    finally:
+        store.close()
+    def d(x):  # a figure to the hundredth, as printed
+        return Decimal("%.2f" % x)
+
+    def of(rep, meter):
+        return next((d(m["kwh"]) for m in rep["meters"] if m["meter"] == meter), Decimal(0))
+
+    assert sum((d(p["total_kwh"]) for p in parts), Decimal(0)) == d(whole["total_kwh"])
+    for meter in ("000072007200", "000072007201", "000072007202"):
+        assert sum((of(p, meter) for p in parts), Decimal(0)) == of(whole, meter)
+    for rep in parts + [whole]:
+        assert all(m["kwh"] >= 0 and m["kwh"] == d(m["kwh"]) for m in rep["meters"])
 
 
 def test_helpers():

@@ -280,12 +280,12 @@ def test_pdpdeact_stack_degraded_and_reboot(sim):
         pdp_up(u)
         sim.set_fault("stack_degraded")
         u.cmd('AT+QIOPEN=1,2,"TCP","127.0.0.1",%d,0,0' % echo.port)
-        u.wait(b"+QIOPEN: 2,566\r\n")
+        u.wait(b"+QIOPEN: 2,554\r\n")  # the module cannot create the socket
         u.cmd("AT+QICLOSE=2")
         u.cmd("AT+QIDEACT=1")
         pdp_up(u)
         u.cmd('AT+QIOPEN=1,2,"TCP","127.0.0.1",%d,0,0' % echo.port)
-        u.wait(b"+QIOPEN: 2,566\r\n")  # PDP reactivation does not help
+        u.wait(b"+QIOPEN: 2,554\r\n")  # PDP reactivation does not help
         u.cmd("AT+QICLOSE=2")
         u.cmd("AT+CFUN=0")
         u.cmd("AT+CFUN=1")
@@ -435,3 +435,75 @@ def test_cli_and_control_port(tmp_path):
         u.close()
     finally:
         p.stop()
+
+
+def test_a_restart_forgets_volatile_settings_and_a_private_apn_sim_refuses_other_apns():
+    s = ModemSim(delay_scale=SCALE, cold_start_s=0.3, fake_fix_s=0.3, seed=2, apn_required="private.apn",
+                 nmeasrc_required=True)
+    s.start()
+    try:
+        u = booted(s)
+        u.cmd('AT+QICSGP=1,1,"cmnet","","",0')
+        assert u.cmd("AT+QIACT=1").endswith(b"\r\nERROR\r\n")  # the SIM's network wants its own APN
+        u.cmd('AT+QICSGP=1,1,"private.apn","u","p",1')
+        u.cmd('AT+QGPSCFG="nmeasrc",1')
+        u.cmd("ATE0")
+        assert u.cmd("AT+QIACT=1").endswith(b"\r\nOK\r\n")
+        assert s.stats["qiact_refused"] == 1
+        s.set_fault("reboot")
+        u.wait(b"+QIND: SMS DONE\r\n")
+        assert u.cmd("AT").startswith(b"AT\r")  # echo back on
+        u.cmd("ATE0")
+        assert u.cmd("AT+QICSGP=1") == b'\r\n+QICSGP: 1,"","","",0\r\n\r\nOK\r\n'  # the context settings are gone
+        assert u.cmd('AT+QGPSCFG="nmeasrc"') == b'\r\n+QGPSCFG: "nmeasrc",0\r\n\r\nOK\r\n'
+        assert u.cmd("AT+CMEE?") == b"\r\n+CMEE: 0\r\n\r\nOK\r\n"
+        deadline = time.monotonic() + 3
+        while b"+CEREG: 0,1" not in u.cmd("AT+CEREG?"):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert u.cmd("AT+QIACT=1").endswith(b"\r\nERROR\r\n")  # activation without the APN: refused
+        assert s.stats["qiact_refused"] == 2
+        log = [line for _, line in s.log]
+        assert log.count("<RDY>") == 2 and "AT+QIACT=1" in log
+        u.close()
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("silent", [False, True])
+def test_an_open_whose_context_is_deactivated_meanwhile(silent):
+    s = ModemSim(delay_scale=0.5, cold_start_s=0.3, fake_fix_s=0.3, seed=2, silent_open_on_deact=silent)
+    s.start()
+    echo = Echo()
+    try:
+        u = booted(s)
+        pdp_up(u)
+        u.cmd('AT+QIOPEN=1,0,"TCP","127.0.0.1",%d,0,0' % echo.port)  # the result takes 0.1 s here
+        s.set_fault("pdpdeact")  # the network takes the context away while the socket is opening
+        late = u.quiet(0.5)
+        if silent:
+            assert b"+QIOPEN" not in late  # the module never reports that socket
+        else:
+            assert b"+QIOPEN: 0,570\r\n" in late
+        u.close()
+    finally:
+        echo.close()
+        s.stop()
+
+
+def test_help_describes_every_option_with_its_default():
+    import contextlib
+    import io
+
+    from tools.sim import modem
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        modem.main(["--help"])
+    text = out.getvalue()
+    opts = re.findall(r"^  (--[a-z-]+)", text, re.M)
+    assert {"--apn", "--silent-open-on-deact", "--nmeasrc-required", "--port", "--control-port"} <= set(opts)
+    blocks = re.split(r"\n  (?=--)", text.split("options:")[1])[1:]
+    assert len(blocks) == len(opts)
+    for b in blocks:
+        assert "(default:" in b, b

@@ -216,3 +216,45 @@ def test_counters(cases):
     assert st["timeouts"] == 2  # QIACT and the URC wait
     assert st["commands"] == 24
     assert st["stray"] == 1  # the printable tail of the noise flood
+
+
+class _Rec:
+    """A logger stand-in that keeps every formatted line."""
+
+    def __init__(self):
+        self.lines = []
+
+    def _log(self, msg, *args):
+        self.lines.append(msg % args if args else msg)
+
+    debug = info = warning = error = _log
+
+
+class _SinkUart:
+    def write(self, b):
+        return len(b)
+
+
+def test_secrets_are_masked_in_traces_warnings_and_errors():
+    import asyncio
+
+    from atengine import AT, ATTimeout
+
+    log = _Rec()
+    at = AT(_SinkUart(), log=log)
+    at.secret("s3cret-apn-pw")
+    cmd = 'AT+QICSGP=1,1,"private.apn","user","s3cret-apn-pw",1'
+
+    async def go():
+        try:
+            await at.cmd(cmd, 30)  # nothing answers: the timeout warning and the error name the command
+        except ATTimeout as e:
+            return str(e)
+
+    err = asyncio.run(go())
+    at.route('+QICSGP: 1,"private.apn","user","s3cret-apn-pw",1')  # a query's answer in the debug trace
+    text = "\n".join(log.lines) + "\n" + err
+    assert "s3cret-apn-pw" not in text, text
+    assert 'AT+QICSGP=1,1,"private.apn","user","***",1' in text
+    assert any(line.startswith("AT timeout: AT+QICSGP") for line in log.lines)
+    assert any(line.startswith("AT> ") for line in log.lines) and any(line.startswith("AT< ") for line in log.lines)

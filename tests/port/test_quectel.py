@@ -210,3 +210,149 @@ def test_gnss_nmea_source_enabled_on_507():
     assert g["fixed"] and g["sentences"]
     assert sim.seen["+QGPSCFG"] == 2  # gnssconfig, then nmeasrc after the first 507
     assert ev(events, "done")["stats"]["errors"] >= 1
+
+
+def _dead_port():
+    s = socket.socket()
+    s.bind((LOOPBACK, 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens: connections are refused
+    return port
+
+
+def _run_extra(r, scenario, apn="cmnet", extra=0, timeout=60):
+    sim, port, echo = r
+    rc, out = run_micropython(ROOT / "tests/port/mp/modem_check.py", port, sim.control_port, echo.port, scenario,
+                              "reset", apn, extra, timeout=timeout)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert rc == 0 and events and events[-1]["ev"] == "done", out
+    return events, out
+
+
+def test_server_down_with_a_healthy_network_stays_at_the_socket(rig):
+    sim = rig[0]
+    dead = _dead_port()
+    events, out = _run_extra(rig, "server_down", extra=dead)
+    fails = [e for e in events if e["ev"] == "failed"]
+    assert len(fails) == 4 and all(e["cls"] == "server" for e in fails), fails
+    # the log names the peer and a human cause next to the module's code
+    assert fails[0]["error"] == "broker 127.0.0.1:%d: connection refused or peer unreachable (module error 566)" % dead
+    assert [e["name"] for e in events if e["ev"] == "rung"] == ["socket"] * 4
+    done = ev(events, "done")
+    assert {k: done["ladder"][k] for k in ("pdp", "cfun", "power", "mcu")} == {"pdp": 0, "cfun": 0, "power": 0,
+                                                                              "mcu": 0}
+    assert done["stats"]["server_fail"] == 4 and done["stats"]["power_cycles"] == 0
+    for cmd in ("+QIDEACT", "+CFUN", "+QGPSEND", "+QPOWD"):
+        assert sim.seen.get(cmd, 0) == 0, (cmd, sim.seen)
+    assert sim.stats["reboots"] == 1  # only the power-on
+    assert "s3cret-apn-pw" not in out
+
+
+def test_module_restart_is_brought_up_by_one_owner_in_order_on_a_private_apn():
+    sim, port, echo = r = make_rig(apn_required="private.apn", nmeasrc_required=True)
+    try:
+        events, out = _run_extra(r, "rdy_race", apn="private.apn")
+    finally:
+        echo.stop()
+        sim.stop()
+    print("rdy race:", [e for e in events if e["ev"] in ("rung", "usable", "poller", "attempt_failed")])
+    assert ev(events, "usable") and ev(events, "done")["ready"]
+    assert ev(events, "poller")["ok"] > 0
+    log = [line for _, line in sim.log]
+    boots = [i for i, line in enumerate(log) if line == "<RDY>"]
+    assert len(boots) == 2, log  # power-on and the unsolicited restart: no power cycle was needed
+    after = log[boots[1]:]
+    acts = [i for i, line in enumerate(after) if line.upper().startswith("AT+QIACT=")]
+    assert acts, after
+    first = acts[0]
+    # every volatile setting again, before activation: echo, CMEE, the private APN, the NMEA source
+    for needed in ("ATE0", "AT+CMEE=1", 'AT+QICSGP=1,1,"private.apn"', 'AT+QGPSCFG="nmeasrc",1'):
+        assert any(line.startswith(needed) for line in after[:first]), (needed, after[:first + 1])
+    # one owner: from the re-initialisation's first command to activation nobody else talks to the module
+    start = after.index("ATE0")
+    assert not [line for line in after[start:first] if line.startswith("AT+QGPSGNMEA")], after[start:first + 1]
+    # activation only once registered, never refused, never undone under a socket
+    assert any(line == "AT+CEREG?" for line in after[:first])
+    assert sim.stats["qiact_refused"] == 0, after
+    assert not any(line.upper().startswith("AT+QIDEACT") for line in after), after
+    assert "s3cret-apn-pw" not in out
+
+
+def test_an_open_whose_context_vanishes_fails_at_once_when_the_module_stays_silent():
+    sim = ModemSim(position=POSITION, cold_start_s=0.5, fake_fix_s=0.3, delay_scale=0.5, seed=5,
+                   silent_open_on_deact=True)
+    port = sim.start(control_port=0)
+    echo = EchoServer()
+    try:
+        events, _ = _run_extra((sim, port, echo), "open_lost", extra=echo.port, timeout=90)
+    finally:
+        echo.stop()
+        sim.stop()
+    f = ev(events, "open_failed")
+    print("open lost:", f)
+    assert f["ms"] < 2000 and f["cls"] == "network", f  # not the 10 s QIOPEN limit
+
+
+class _FakeAT:
+    unanswered = 0
+
+
+class _FakeModem:
+    """Just what quectel_ladder.recover touches; every rung only records itself."""
+
+    def __init__(self, answers_at=True):
+        self.at = _FakeAT()
+        self.answers_at = answers_at
+        self.ladder = {"socket": 0, "pdp": 0, "cfun": 0, "power": 0, "mcu": 0, "fixed_by": None}
+        self._stats = {"recoveries": 0, "server_fail": 0, "power_cycles": 0}
+        self._attempts = self._server_attempts = self._rung = 0
+        self._pdp, self._up, self._need_reinit = True, True, False
+        self.server_backoff_max_ms = 50
+        self.on_mcu_reset = lambda: self.actions.append("mcu")
+        self.actions = []
+
+    def backoff_ms(self, attempt, cap_ms=None):
+        return 1
+
+    async def _probe(self):
+        return self.answers_at
+
+    async def _ensure(self):
+        pass
+
+    async def _exclusive(self, fn, *args):
+        self.actions.append(fn.__name__)
+
+    def _info(self, *a):
+        pass
+
+    _warn = _info
+
+
+def _climb(m, cause, n):
+    import asyncio
+
+    import quectel_ladder
+
+    async def go():
+        return [await quectel_ladder.recover(m, cause) for _ in range(n)]
+
+    return asyncio.run(go())
+
+
+def test_failure_classes_lead_to_their_rungs(monkeypatch):
+    import quectel_ladder
+
+    async def power_cycle(m):
+        m.actions.append("power_cycle")
+
+    monkeypatch.setattr(quectel_ladder, "power_cycle", power_cycle)
+    m = _FakeModem()
+    assert _climb(m, "server", 6) == ["socket"] * 6 and m.actions == [] and m._stats["server_fail"] == 6
+    m = _FakeModem()
+    assert _climb(m, "network", 5) == ["pdp", "cfun", "cfun", "cfun", "cfun"]  # never the power or mcu rung
+    assert "power_cycle" not in m.actions and "mcu" not in m.actions
+    m = _FakeModem(answers_at=False)
+    assert _climb(m, "module", 1) == ["power"] and m.actions == ["power_cycle"]
+    m = _FakeModem()
+    assert _climb(m, None, 5) == ["socket", "pdp", "cfun", "power", "mcu"]

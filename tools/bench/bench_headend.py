@@ -1,4 +1,5 @@
-"""Head-end ingest throughput: in-process Ingest.handle, and end to end through a real mosquitto on loopback."""
+"""Head-end ingest throughput: in-process Ingest.handle, and end to end through a real mosquitto on loopback;
+the time of an energy report over the stored readings."""
 
 import sys
 import tempfile
@@ -14,7 +15,8 @@ T0 = 1795478400
 
 
 def _messages():
-    """(topic, payload) of MESSAGES energy records spread over TERMINALS terminals, seq per terminal."""
+    """(topic, payload) of MESSAGES energy records (contract version 2) spread over TERMINALS terminals, seq per
+    terminal and outbox incarnation."""
     from tools.headend import synth
 
     per = MESSAGES // TERMINALS
@@ -22,7 +24,7 @@ def _messages():
     for k in range(TERMINALS):
         tid = "8612345678%05d" % k
         for seq in range(1, per + 1):
-            payload = synth.energy(seq, T0 + 60 * seq, "0000720%05d" % k, 10 + seq * 0.01)
+            payload = synth.energy(seq, T0 + 60 * seq, "0000720%05d" % k, 10 + seq * 0.01, inc="%08x" % (k + 1))
             out.append(("bdmeter/%s/energy" % tid, payload))
     return out
 
@@ -48,8 +50,19 @@ def _in_process(msgs, tmp):
         ing.handle(topic, payload)
     dt_dup = time.perf_counter() - t1
     assert store.count("readings") == len(msgs)
+    # the energy report over all of it (per meter: the register interpolated at both ends)
+    from tools.headend import report, synth
+
+    per = len(msgs) // TERMINALS
+    for k in range(TERMINALS):
+        ing.handle("bdmeter/8612345678%05d/register" % k,
+                   synth.register(per + 1, T0, ["0000720%05d" % k], 40.8 + k * 0.002, 111.7, inc="%08x" % (k + 1)))
+    tr = time.perf_counter()
+    rep = report.compute(store, T0 + 3000, T0 + 60 * (len(msgs) // TERMINALS) - 3000, grid_deg=0.02)
+    dt_report = time.perf_counter() - tr
+    assert len(rep["meters"]) == TERMINALS
     store.close()
-    return half / dt, (len(msgs) - half) / dt_batch, dt_dup / 5000 * 1e6
+    return half / dt, (len(msgs) - half) / dt_batch, dt_dup / 5000 * 1e6, dt_report * 1000
 
 
 def _mosquitto(tmp):
@@ -118,12 +131,13 @@ def _through_broker(n, tmp):
 def run():
     msgs = _messages()
     with tempfile.TemporaryDirectory(prefix="bench-headend-") as tmp:
-        rate, rate_batch, us_dup = _in_process(msgs, tmp)
+        rate, rate_batch, us_dup, ms_report = _in_process(msgs, tmp)
         stored_rate, pub_rate = _through_broker(len(msgs), tmp)
     return {
         "ingest_handle_messages_per_s": round(rate),
         "ingest_handle_many_messages_per_s": round(rate_batch),
         "ingest_duplicate_us_per_message": round(us_dup, 1),
+        "report_ms_%d_meters_%d_readings" % (TERMINALS, len(msgs)): round(ms_report, 1),
         "broker_stored_messages_per_s": round(stored_rate),
         "broker_published_messages_per_s": round(pub_rate),
         "broker_messages": len(msgs),

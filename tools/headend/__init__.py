@@ -1,6 +1,6 @@
 """The head-end: stores what terminals publish (SQLite), sends them signed commands, reports energy by region.
 
-    python -m tools.headend run --broker 127.0.0.1:1883 --db fleet.db
+    bdmeter-headend run --broker 127.0.0.1:1883 --db fleet.db      (or python -m tools.headend ...)
 """
 
 from tools.headend.ingest import Ingest

@@ -1,10 +1,14 @@
-"""Command line: run, status, query, report, key.
+"""Command line `bdmeter-headend` (also `python -m tools.headend`): run, status, query, report, key.
 
-    python -m tools.headend run    --broker 127.0.0.1:1883 --db fleet.db [--prefix bdmeter] [--share GROUP]
-    python -m tools.headend status --db fleet.db
-    python -m tools.headend query  --broker 127.0.0.1:1883 --db fleet.db [--key HEX | --keys FILE] TID WHAT...
-    python -m tools.headend report --db fleet.db --from ISO --to ISO (--grid DEG | --regions FILE.geojson)
-    python -m tools.headend key    --db fleet.db TID HEX
+    bdmeter-headend run    --broker 127.0.0.1:1883 --db fleet.db [--prefix bdmeter] [--share GROUP]
+    bdmeter-headend status --db fleet.db [--state online|silent|offline|unknown] [--tz Asia/Shanghai] [--json]
+    bdmeter-headend query  --broker 127.0.0.1:1883 --db fleet.db [--key HEX | --keys FILE] TID WHAT...
+    bdmeter-headend report --db fleet.db --from ISO --to ISO (--grid DEG | --regions FILE.geojson)
+    bdmeter-headend key    --db fleet.db [--create] TID HEX
+
+Every argument is checked before anything is connected, computed or written (tools/headend/args.py); a
+bad one ends with a message naming it and exit status 2. Only what a command uses is imported: `status`
+needs neither the MQTT client nor Pillow.
 """
 
 import argparse
@@ -12,78 +16,86 @@ import json
 import logging
 import sys
 import time
+from datetime import timezone
 from pathlib import Path
 
-from tools.headend import mapimg, report, view
+from tools.headend import args as types
+from tools.headend import report, view
 from tools.headend.store import Store
 
-
-def _size(text):
-    w, _, h = text.lower().partition("x")
-    return int(w), int(h)
+PROG = "bdmeter-headend"
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m tools.headend", description="bdmeter head-end")
+    p = argparse.ArgumentParser(prog=PROG, description="bdmeter head-end: store what terminals publish, show the "
+                                "fleet, send signed commands, report energy per region")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     r = sub.add_parser("run", help="subscribe and store everything the terminals publish")
-    r.add_argument("--broker", default="127.0.0.1:1883", help="host:port")
-    r.add_argument("--db", default="fleet.db")
-    r.add_argument("--prefix", default="bdmeter")
-    r.add_argument("--share", metavar="GROUP", help="shared subscription group: workers split the messages")
-    r.add_argument("--heartbeat-s", type=float, help="heartbeat period until one is learned from the terminal")
-    r.add_argument("--client-id", help="fixed MQTT client id: a persistent session (broker queues while down)")
-    r.add_argument("--check-s", type=float, default=1.0, help="how often to look for silent terminals")
+    r.add_argument("--broker", type=types.broker, default="127.0.0.1:1883", help="host:port (default %(default)s)")
+    r.add_argument("--db", type=types.new_db, default="fleet.db", help="database, created if missing "
+                   "(default %(default)s)")
+    r.add_argument("--prefix", type=types.ident("topic prefix"), default="bdmeter", help="default %(default)s")
+    r.add_argument("--share", type=types.ident("group name"), metavar="GROUP",
+                   help="shared subscription group: workers split the messages")
+    r.add_argument("--heartbeat-s", type=types.positive_seconds(7 * 86400),
+                   help="heartbeat period until one is learned from the terminal")
+    r.add_argument("--client-id", type=types.ident("client id"),
+                   help="fixed MQTT client id: a persistent session (broker queues while down)")
+    r.add_argument("--check-s", type=types.positive_seconds(3600), default=1.0,
+                   help="how often to look for silent terminals (default %(default)s)")
     r.add_argument("-v", "--verbose", action="store_true")
 
     s = sub.add_parser("status", help="the fleet as a table")
-    s.add_argument("--db", default="fleet.db")
-    s.add_argument("--heartbeat-s", type=float)
+    s.add_argument("--db", type=types.existing_db, default="fleet.db", help="default %(default)s")
+    s.add_argument("--heartbeat-s", type=types.positive_seconds(7 * 86400),
+                   help="heartbeat period for terminals whose period is not learned yet")
+    s.add_argument("--state", choices=view.STATES, help="show only the terminals in this state")
+    s.add_argument("--tz", type=types.zone, default=timezone.utc, metavar="ZONE",
+                   help="show times in this IANA zone, e.g. Asia/Shanghai (default UTC)")
     s.add_argument("--json", action="store_true", help="JSON instead of a table")
 
     q = sub.add_parser("query", help="send a signed command and print the answer")
-    q.add_argument("--broker", default="127.0.0.1:1883")
-    q.add_argument("--db", help="database holding command keys (table keys); the answer is stored there too")
-    q.add_argument("--prefix", default="bdmeter")
-    q.add_argument("--key", help="the terminal's cmd_key, hex")
-    q.add_argument("--keys", help="file of keys: JSON {tid: hex} or lines 'tid hex'")
-    q.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the answer")
-    q.add_argument("terminal")
-    q.add_argument("what", nargs="*", help="address position energy (a query), or status, read, sync_time")
+    q.add_argument("--broker", type=types.broker, default="127.0.0.1:1883", help="host:port (default %(default)s)")
+    q.add_argument("--db", type=types.existing_db,
+                   help="database holding command keys (table keys); the answer is stored there too")
+    q.add_argument("--prefix", type=types.ident("topic prefix"), default="bdmeter", help="default %(default)s")
+    q.add_argument("--key", type=types.key_hex, help="the terminal's cmd_key, hex")
+    q.add_argument("--keys", type=types.keys_file, help="file of keys: JSON {tid: hex} or lines 'tid hex'")
+    q.add_argument("--timeout", type=types.positive_seconds(3600), default=20.0,
+                   help="seconds to wait for the answer (default %(default)s)")
+    q.add_argument("terminal", type=types.terminal)
+    q.add_argument("what", nargs="*", help="address position energy (one query, the default); or one of status, "
+                   "read, sync_time, reboot; or config.get [KEY...]; or config.set KEY=VALUE... (VALUE as JSON "
+                   "where it parses: poll_s=60 inst='[\"v\",\"i\"]')")
 
     g = sub.add_parser("report", help="energy per region in a period: CSV and map PNG")
-    g.add_argument("--db", default="fleet.db")
-    g.add_argument("--from", dest="t_from", required=True, help="ISO date/time (UTC unless a zone is given)")
-    g.add_argument("--to", dest="t_to", required=True)
+    g.add_argument("--db", type=types.existing_db, default="fleet.db", help="default %(default)s")
+    g.add_argument("--from", dest="t_from", type=types.when, required=True,
+                   help="ISO date/time (UTC unless a zone is given)")
+    g.add_argument("--to", dest="t_to", type=types.when, required=True, help="ISO date/time, after --from")
     area = g.add_mutually_exclusive_group(required=True)
-    area.add_argument("--grid", type=float, metavar="DEG", help="square cells of DEG degrees")
-    area.add_argument("--regions", metavar="FILE", help="GeoJSON FeatureCollection of polygons")
-    g.add_argument("--out", default="build/report/energy", help="output path without extension")
-    g.add_argument("--size", type=_size, default=(1000, 800), help="map size WxH in pixels")
+    area.add_argument("--grid", type=types.grid_deg, metavar="DEG",
+                      help="square cells of DEG degrees (%g to %g)" % (types.GRID_MIN_DEG, types.GRID_MAX_DEG))
+    area.add_argument("--regions", type=types.regions, metavar="FILE", help="GeoJSON FeatureCollection of polygons")
+    g.add_argument("--out", type=types.out_base, default="build/report/energy",
+                   help="output path without extension (default %(default)s)")
+    g.add_argument("--size", type=types.size, default=(1000, 800), help="map size WxH in pixels (default 1000x800)")
 
     k = sub.add_parser("key", help="store a terminal's command key in the database")
-    k.add_argument("--db", default="fleet.db")
-    k.add_argument("terminal")
-    k.add_argument("hex")
+    k.add_argument("--db", default="fleet.db", help="an existing database (default %(default)s)")
+    k.add_argument("--create", action="store_true", help="create the database if it does not exist")
+    k.add_argument("terminal", type=types.terminal)
+    k.add_argument("hex", type=types.key_hex, metavar="HEX", help="the key, hex, at least 16 bytes")
     return p
 
 
 def load_keys(path):
     """Keys from a file: a JSON object {tid: hex} or lines 'tid hex'."""
-    text = Path(path).read_text()
     try:
-        obj = json.loads(text)
-        if isinstance(obj, dict):
-            return {str(k): str(v) for k, v in obj.items()}
-    except ValueError:
-        pass
-    keys = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and not line.lstrip().startswith("#"):
-            keys[parts[0]] = parts[1]
-    return keys
+        return types.keys_file(str(path))
+    except argparse.ArgumentTypeError as e:
+        raise ValueError(str(e))
 
 
 def cmd_run(a):
@@ -95,25 +107,45 @@ def cmd_run(a):
     return 0
 
 
-def _existing(path):
-    if not Path(path).exists():
-        raise ValueError("no database at %s (start `run` first)" % path)
-    return Store(path)
+def _status_json(fleet, incs, tz):
+    by_tid = {}
+    for i in incs:
+        by_tid.setdefault(i["tid"], []).append(dict(i, first_seen_at=view.stamp(i["first_seen"], tz)))
+    for t in fleet:
+        t["last_seen_at"] = view.stamp(t["last_seen"], tz)
+        t["last_hb_at"] = view.stamp(t["last_hb"], tz)
+        t["incarnations"] = by_tid.get(t["tid"], [])
+    return json.dumps(fleet, indent=1)
 
 
 def cmd_status(a):
-    store = _existing(a.db)
+    store = Store(a.db)
     try:
-        fleet = store.fleet(time.time(), a.heartbeat_s)
+        everyone = store.fleet(time.time(), a.heartbeat_s)
+        fleet = [t for t in everyone if a.state is None or t["state"] == a.state]
+        shown = {t["tid"] for t in fleet}
+        incs = [i for i in store.incarnations() if i["tid"] in shown]
         if a.json:
-            print(json.dumps(fleet, indent=1))
-        else:
-            print(view.table(fleet))
-            c = store.counters()
-            print("\nrecords stored %d, duplicates %d, invalid %d, heartbeats %d"
-                  % (c.get("stored", 0), c.get("duplicate", 0), c.get("invalid", 0), c.get("heartbeat", 0)))
-            for name in sorted(n for n in c if n.startswith("warning ")):
-                print("accepted with a deviation (%d): %s" % (c[name], name[8:]))
+            print(_status_json(fleet, incs, a.tz))
+            return 0
+        print(view.table(fleet, tz=a.tz))
+        print("\nterminals: " + view.state_counts(everyone) + ("; shown: %s" % a.state if a.state else ""))
+        c = store.counters()
+        print("records stored %d, duplicates %d, conflicts %d, invalid %d, heartbeats %d"
+              % (c.get("stored", 0), c.get("duplicate", 0), c.get("conflict", 0), c.get("invalid", 0),
+                 c.get("heartbeat", 0)))
+        if c.get("conflict"):
+            print("%s had the terminal, incarnation and seq of a stored record but other content: "
+                  "kept in table conflicts" % view.plural(c["conflict"], "record"))
+        several = {i["tid"] for i in incs if i["missing"]} | {
+            t for t in shown if sum(1 for i in incs if i["tid"] == t) > 1}
+        if several:
+            print("outbox incarnations (records and gaps, per terminal, oldest first):")
+            for i in incs:
+                if i["tid"] in several:
+                    print("  " + view.incarnation_line(i))
+        for name in sorted(n for n in c if n.startswith("warning ")):
+            print("accepted with a deviation (%d): %s" % (c[name], name[8:]))
     finally:
         store.close()
     return 0
@@ -122,11 +154,16 @@ def cmd_status(a):
 def cmd_query(a):
     from tools.headend.query import op_for, send_command
 
+    try:
+        op, cmd_args = op_for(a.what)
+    except ValueError as e:
+        print("%s query: error: argument what: %s" % (PROG, e), file=sys.stderr)
+        return 2
     store = Store(a.db) if a.db else None
     try:
         key = a.key
         if key is None and a.keys:
-            key = load_keys(a.keys).get(a.terminal)
+            key = a.keys.get(a.terminal)
         if key is None and store is not None:
             key = store.key(a.terminal)
         if key is None:
@@ -134,12 +171,7 @@ def cmd_query(a):
                   file=sys.stderr)
             return 2
         try:
-            op, args = op_for(a.what)
-        except ValueError as e:
-            print("query: %s" % e, file=sys.stderr)
-            return 2
-        try:
-            resp = send_command(a.broker, a.terminal, key, op, args, a.prefix, a.timeout)
+            resp = send_command(a.broker, a.terminal, key, op, cmd_args, a.prefix, a.timeout)
         except TimeoutError as e:
             print("query: %s" % e, file=sys.stderr)
             return 2
@@ -155,20 +187,24 @@ def cmd_query(a):
 
 
 def cmd_report(a):
-    t_from, t_to = report.parse_time(a.t_from), report.parse_time(a.t_to)
-    regions = report.load_geojson(a.regions) if a.regions else None
-    store = _existing(a.db)
+    if a.t_to <= a.t_from:
+        print("%s report: error: argument --to: %s is not after --from %s"
+              % (PROG, report.iso(a.t_to), report.iso(a.t_from)), file=sys.stderr)
+        return 2
+    store = Store(a.db)
     try:
-        rep = report.compute(store, t_from, t_to, grid_deg=a.grid, regions=regions)
+        rep = report.compute(store, a.t_from, a.t_to, grid_deg=a.grid, regions=a.regions)
     finally:
         store.close()
+    from tools.headend import mapimg
+
     base = Path(a.out)
     base.parent.mkdir(parents=True, exist_ok=True)
-    paths = [report.write_csv(rep, base.with_suffix(".csv")),
-             report.write_meters_csv(rep, base.parent / (base.name + "-meters.csv")),
-             mapimg.draw(rep, base.with_suffix(".png"), size=a.size)]
-    print("energy %s .. %s: %.3f kWh from %d meters in %d regions (%d meters skipped)"
-          % (report.iso(t_from), report.iso(t_to), rep["total_kwh"], len(rep["meters"]), len(rep["regions"]),
+    paths = [mapimg.draw(rep, base.with_suffix(".png"), size=a.size),
+             report.write_csv(rep, base.with_suffix(".csv")),
+             report.write_meters_csv(rep, base.parent / (base.name + "-meters.csv"))]
+    print("energy %s .. %s: %s kWh from %d meters in %d regions (%d meters skipped)"
+          % (report.iso(a.t_from), report.iso(a.t_to), rep["total_kwh"], len(rep["meters"]), len(rep["regions"]),
              len(rep["skipped"])))
     for p in paths:
         print(p)
@@ -176,23 +212,40 @@ def cmd_report(a):
 
 
 def cmd_key(a):
-    from tools.headend.sign import key_bytes
-
-    key_bytes(a.hex)
+    if not a.create:
+        try:
+            types.existing_db(a.db)
+        except argparse.ArgumentTypeError as e:
+            print("%s key: error: argument --db: %s; give --create to start a new one" % (PROG, e),
+                  file=sys.stderr)
+            return 2
+    elif not Path(a.db).exists() and not Path(a.db).parent.is_dir():
+        print("%s key: error: argument --db: folder %s does not exist" % (PROG, Path(a.db).parent), file=sys.stderr)
+        return 2
     store = Store(a.db)
     try:
+        known = store.terminal(a.terminal) is not None
         store.set_key(a.terminal, a.hex)
     finally:
         store.close()
-    print("key stored for %s" % a.terminal)
+    print("key stored for %s%s" % (a.terminal, "" if known else " (a terminal not seen yet in this database)"))
     return 0
 
 
 def main(argv=None):
-    a = parser().parse_args(argv)
+    try:
+        a = parser().parse_args(argv)
+    except SystemExit as e:
+        # argparse has printed the message naming the argument (or the help)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return {"run": cmd_run, "status": cmd_status, "query": cmd_query, "report": cmd_report,
                 "key": cmd_key}[a.cmd](a)
     except (ValueError, OSError) as e:
         print("%s: %s" % (a.cmd, e), file=sys.stderr)
         return 2
+
+
+def entry():
+    """The console script `bdmeter-headend`."""
+    sys.exit(main())

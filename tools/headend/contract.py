@@ -1,10 +1,12 @@
-"""Validation of terminal messages against docs/PROTOCOL.md (version 1): topics and JSON payloads."""
+"""Validation of terminal messages against docs/PROTOCOL.md (versions 1 and 2): topics and JSON payloads."""
 
 import json
 import math
 import re
 
-VERSION = 1
+VERSION = 2
+# version 2 added the outbox incarnation `inc` to records; a version 1 record counts as inc ""
+VERSIONS = (1, 2)
 UPLINK_LEAVES = ("status", "register", "energy", "heartbeat", "event", "resp")
 RECORD_LEAVES = ("register", "energy", "event")
 TSRC = ("gnss", "net", "rtc", "none")
@@ -16,6 +18,7 @@ RESET_CAUSES = ("power", "wdt", "soft", "hard", "deepsleep", "unknown")
 
 _ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _METER = re.compile(r"^[0-9]{12}$")
+_INC = re.compile(r"^[0-9a-f]{8}$")
 
 
 class ContractError(Exception):
@@ -41,15 +44,15 @@ def parse_topic(topic, prefix):
 
 
 def decode(payload):
-    """Parse a payload (bytes) as a JSON object of version 1."""
+    """Parse a payload (bytes) as a JSON object of a known version (1 or 2)."""
     try:
         obj = json.loads(payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload)
     except (UnicodeDecodeError, ValueError) as e:
         raise ContractError("json: %s" % str(e)[:60])
     if not isinstance(obj, dict):
         raise ContractError("json: not an object")
-    if not _is_int(obj.get("v")) or obj["v"] != VERSION:
-        raise ContractError("v: not %d" % VERSION)
+    if not _is_int(obj.get("v")) or obj["v"] not in VERSIONS:
+        raise ContractError("v: not one of %s" % "/".join(str(v) for v in VERSIONS))
     return obj
 
 
@@ -112,7 +115,15 @@ def _clock(obj):
     _need(obj, "tsrc", _one_of(TSRC), "one of " + "/".join(TSRC))
 
 
+def record_inc(obj):
+    """The outbox incarnation of a validated record: its `inc`, or "" for a version 1 record without one."""
+    return obj.get("inc", "")
+
+
 def _record(obj):
+    # version 2 records carry the outbox incarnation; a version 1 record may not
+    _need(obj, "inc", lambda x: isinstance(x, str) and bool(_INC.match(x)), "8 lowercase hex digits",
+          optional=obj["v"] < 2)
     _need(obj, "seq", _int_range(1), "an integer >= 1")
     _clock(obj)
 

@@ -4,7 +4,7 @@ import json
 import logging
 import time
 
-from tools.headend import contract
+from tools.headend import contract, rows
 from tools.headend.store import overdue
 
 log = logging.getLogger("bdmeter.headend")
@@ -27,7 +27,7 @@ class Ingest:
         self.silent_factor = silent_factor
 
     def handle(self, topic, payload, now=None, retained=False):
-        """Validate and store one message; return stored/duplicate/invalid/ignored."""
+        """Validate and store one message; return stored/duplicate/conflict/invalid/ignored."""
         now = time.time() if now is None else now
         with self.store.tx():
             return self._one(topic, payload, now, retained)
@@ -71,12 +71,18 @@ class Ingest:
         return newly
 
     def _record(self, tid, obj, now, kind, add):
-        if not self.store.claim_record(tid, obj["seq"], kind, now):
-            self.store.bump("duplicate")
-            return "duplicate"
-        add(tid, obj, now)
-        self.store.bump("stored")
-        return "stored"
+        inc, seq = contract.record_inc(obj), obj["seq"]
+        values = rows.content(kind, obj)
+        outcome = self.store.claim_record(tid, inc, seq, kind, rows.fingerprint(kind, values), now)
+        if outcome == "stored":
+            add(tid, inc, obj, values, now)
+        elif outcome == "conflict":
+            # same key, different content: never dropped silently; kept aside for a person to look at
+            self.store.add_conflict(tid, inc, seq, kind, obj, now)
+            log.warning("terminal %s sent %s inc %r seq %d whose content differs from the record stored under"
+                        " that key: kept in table conflicts", tid, kind, inc, seq)
+        self.store.bump(outcome)
+        return outcome
 
     def _register(self, tid, obj, now, retained):
         return self._record(tid, obj, now, "register", self.store.add_registration)

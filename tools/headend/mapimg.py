@@ -94,12 +94,12 @@ def draw(report, path, size=(1000, 800), title=None):
 
     if report.get("grid_deg"):
         _grid_lines(d, proj, bounds, report["grid_deg"], box)
-    vmax = max([r["kwh"] for r in report["regions"]] + [0.0])
+    vmax = max([float(r["kwh"]) for r in report["regions"]] + [0.0])
     for r in report["regions"]:
         reg = r["region"]
         if reg is None:
             continue
-        colour = ramp(r["kwh"] / vmax) if r["meters"] and vmax > 0 else (ramp(0) if r["meters"] else NO_DATA)
+        colour = ramp(float(r["kwh"]) / vmax) if r["meters"] and vmax > 0 else (ramp(0) if r["meters"] else NO_DATA)
         _fill_region(img, proj, reg, colour)
     for r in report["regions"]:
         if r["region"] is not None:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import threading
 
 import paho.mqtt.client as mqtt
@@ -10,16 +11,47 @@ from tools.headend import sign
 from tools.headend.service import parse_broker
 
 QUERY_WHAT = ("address", "position", "energy")
+PLAIN_OPS = ("status", "read", "sync_time", "reboot")
+_CONFIG_KEY = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+USAGE = ("any of address/position/energy, exactly one of status/read/sync_time/reboot, "
+         "config.get [KEY...] or config.set KEY=VALUE...")
+
+
+def _config_value(text):
+    # JSON where it parses (60, 2.5, true, ["v","i"], "text"), otherwise the text itself
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def op_for(words):
-    """Command words of the CLI to (op, args): address/position/energy are one `query`."""
+    """Command words of the CLI to (op, args): address/position/energy are one `query`;
+    `config.get [KEY...]` and `config.set KEY=VALUE...` read and change settings."""
     words = list(words) or list(QUERY_WHAT)
     if all(w in QUERY_WHAT for w in words):
         return "query", {"what": words}
-    if len(words) == 1 and words[0] in ("status", "read", "sync_time", "reboot"):
+    if len(words) == 1 and words[0] in PLAIN_OPS:
         return words[0], {}
-    raise ValueError("ask for any of %s, or exactly one of status/read/sync_time/reboot" % "/".join(QUERY_WHAT))
+    op, rest = words[0], words[1:]
+    if op == "config.get":
+        bad = [k for k in rest if not _CONFIG_KEY.match(k)]
+        if bad:
+            raise ValueError("config.get: %r is not a config key" % bad[0][:40])
+        return op, {"keys": rest}
+    if op == "config.set":
+        if not rest:
+            raise ValueError("config.set needs at least one KEY=VALUE")
+        changes = {}
+        for w in rest:
+            key, sep, value = w.partition("=")
+            if not sep or not _CONFIG_KEY.match(key):
+                raise ValueError("config.set: %r is not KEY=VALUE" % w[:40])
+            if key in changes:
+                raise ValueError("config.set: %s given twice" % key)
+            changes[key] = _config_value(value)
+        return op, {"set": changes}
+    raise ValueError("ask for " + USAGE)
 
 
 def send_command(broker, tid, key, op, args=None, prefix="bdmeter", timeout_s=20.0, req_id=None):

@@ -1,9 +1,12 @@
-"""Energy consumed per region in a period: per-meter `fwd` differences summed by registered position."""
+"""Energy consumed per region in a period: per-meter energy (tools/headend/energy.py) summed by registered position."""
 
 import csv
 import json
 import math
 from datetime import datetime, timezone
+from decimal import Decimal
+
+from tools.headend.energy import meter_energy
 
 OUTSIDE = "(outside)"
 
@@ -50,22 +53,59 @@ def _in_ring(ring, x, y):
     return inside
 
 
+def _ring(coords, where):
+    if not isinstance(coords, list) or len(coords) < 4:
+        raise ValueError("%s: a ring needs at least 4 positions" % where)
+    for p in coords:
+        if (not isinstance(p, list) or len(p) < 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                           for x in p[:2])):
+            raise ValueError("%s: a position is not [lon, lat]" % where)
+        if not (-180 <= p[0] <= 180 and -90 <= p[1] <= 90):
+            raise ValueError("%s: position %r is not a longitude and latitude" % (where, p[:2]))
+    return coords
+
+
+def _polygon(coords, where):
+    if not isinstance(coords, list) or not coords:
+        raise ValueError("%s: a polygon is not a list of rings" % where)
+    return [_ring(r, where) for r in coords]
+
+
 def load_geojson(path):
-    """Regions from a GeoJSON FeatureCollection of Polygon/MultiPolygon features."""
-    with open(path) as f:
-        doc = json.load(f)
-    features = doc.get("features", []) if doc.get("type") == "FeatureCollection" else [doc]
+    """Regions from a GeoJSON FeatureCollection (or one Feature) of Polygon/MultiPolygon features.
+
+    Every problem raises ValueError naming the file."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ValueError("%s: not JSON (%s)" % (path, e))
+    if not isinstance(doc, dict) or doc.get("type") not in ("FeatureCollection", "Feature"):
+        raise ValueError("%s: not a GeoJSON FeatureCollection or Feature" % path)
+    features = doc.get("features") if doc["type"] == "FeatureCollection" else [doc]
+    if not isinstance(features, list):
+        raise ValueError("%s: `features` is not a list" % path)
     regions = []
     for i, feat in enumerate(features):
+        if not isinstance(feat, dict):
+            raise ValueError("%s: feature %d is not an object" % (path, i + 1))
         geom = feat.get("geometry") or {}
         props = feat.get("properties") or {}
+        if not isinstance(geom, dict) or not isinstance(props, dict):
+            raise ValueError("%s: feature %d has a bad geometry or properties" % (path, i + 1))
         name = str(props.get("name") or props.get("id") or feat.get("id") or "region-%d" % (i + 1))
+        where = "%s: feature %s" % (path, name)
+        coords = geom.get("coordinates")
         if geom.get("type") == "Polygon":
-            polys = [geom["coordinates"]]
+            polys = [_polygon(coords, where)]
         elif geom.get("type") == "MultiPolygon":
-            polys = geom["coordinates"]
+            if not isinstance(coords, list) or not coords:
+                raise ValueError("%s: a MultiPolygon is not a list of polygons" % where)
+            polys = [_polygon(c, where) for c in coords]
         else:
-            raise ValueError("%s: feature %s is not a Polygon or MultiPolygon" % (path, name))
+            raise ValueError("%s is not a Polygon or MultiPolygon" % where)
         regions.append(Region(name, polys))
     if not regions:
         raise ValueError("%s: no regions" % path)
@@ -87,7 +127,7 @@ def meter_position(store, meter, t_to):
     """(tid, lat, lon) of the meter's registration in force at `t_to` (the earliest one if all are later)."""
     rows = store.query(
         "SELECT g.tid, g.seq, g.ts, g.tsrc, g.received, g.lat, g.lon FROM registration_meters m"
-        " JOIN registrations g ON g.tid = m.tid AND g.seq = m.seq"
+        " JOIN registrations g ON g.tid = m.tid AND g.inc = m.inc AND g.seq = m.seq"
         " WHERE m.meter = ? AND g.lat IS NOT NULL AND g.lon IS NOT NULL", (meter,))
     if not rows:
         return None
@@ -100,52 +140,46 @@ def meter_position(store, meter, t_to):
 
 
 def compute(store, t_from, t_to, grid_deg=None, regions=None):
-    """The report: {'from','to','meters': [...], 'regions': [...], 'skipped': [...]}."""
+    """The report: {'from','to','meters': [...], 'regions': [...], 'skipped': [...], 'total_kwh'}.
+
+    Energies are Decimals in hundredths of a kWh; consecutive periods add up exactly (energy.py)."""
     if (grid_deg is None) == (regions is None):
         raise ValueError("give exactly one of a grid size or regions")
     if t_to <= t_from:
         raise ValueError("the period ends before it starts")
     meters, skipped, by_name = [], [], {}
+    zero = Decimal("0.00")
     if regions is not None:
         for reg in regions:
-            by_name[reg.name] = {"region": reg, "kwh": 0.0, "meters": []}
+            by_name[reg.name] = {"region": reg, "kwh": zero, "meters": []}
     for (meter,) in store.query("SELECT DISTINCT meter FROM readings ORDER BY meter"):
-        first = store.query("SELECT ts, fwd FROM readings WHERE meter = ? AND ts >= ? AND tsrc != 'none'"
-                            " AND fwd IS NOT NULL ORDER BY ts, seq LIMIT 1", (meter, t_from))
-        last = store.query("SELECT ts, fwd FROM readings WHERE meter = ? AND ts <= ? AND tsrc != 'none'"
-                           " AND fwd IS NOT NULL ORDER BY ts DESC, seq DESC LIMIT 1", (meter, t_to))
-        if not first or not last or first[0]["ts"] > last[0]["ts"]:
-            skipped.append({"meter": meter, "why": "no reading in the period"})
-            continue
-        kwh = last[0]["fwd"] - first[0]["fwd"]
-        if kwh < 0:
-            skipped.append({"meter": meter, "why": "fwd register went backwards (meter replaced?)"})
+        e, why = meter_energy(store, meter, t_from, t_to)
+        if e is None:
+            skipped.append({"meter": meter, "why": why})
             continue
         where = meter_position(store, meter, t_to)
         if where is None:
-            skipped.append({"meter": meter, "why": "no registered position"})
+            skipped.append({"meter": meter, "why": "no registered position", "kwh": e["kwh"]})
             continue
         tid, lat, lon = where
         if grid_deg is not None:
             cell = grid_cell(lat, lon, grid_deg)
-            entry = by_name.setdefault(cell.name, {"region": cell, "kwh": 0.0, "meters": []})
+            entry = by_name.setdefault(cell.name, {"region": cell, "kwh": zero, "meters": []})
         else:
-            entry = next((e for e in by_name.values()
-                          if e["region"] is not None and e["region"].contains(lat, lon)), None)
+            entry = next((e2 for e2 in by_name.values()
+                          if e2["region"] is not None and e2["region"].contains(lat, lon)), None)
             if entry is None:
-                entry = by_name.setdefault(OUTSIDE, {"region": None, "kwh": 0.0, "meters": []})
-        entry["kwh"] += kwh
+                entry = by_name.setdefault(OUTSIDE, {"region": None, "kwh": zero, "meters": []})
+        entry["kwh"] += e["kwh"]
         entry["meters"].append(meter)
         name = entry["region"].name if entry["region"] is not None else OUTSIDE
-        meters.append({"meter": meter, "tid": tid, "lat": lat, "lon": lon, "region": name,
-                       "first_ts": first[0]["ts"], "first_fwd": first[0]["fwd"],
-                       "last_ts": last[0]["ts"], "last_fwd": last[0]["fwd"], "kwh": kwh})
+        meters.append(dict(e, meter=meter, tid=tid, lat=lat, lon=lon, region=name))
     rows = []
     for name in sorted(by_name, key=lambda n: (n == OUTSIDE, n)):
         e = by_name[name]
         rows.append({"name": name, "kwh": e["kwh"], "meters": e["meters"], "region": e["region"]})
     return {"from": t_from, "to": t_to, "grid_deg": grid_deg, "meters": meters, "regions": rows,
-            "skipped": skipped, "total_kwh": sum(m["kwh"] for m in meters)}
+            "skipped": skipped, "total_kwh": sum((m["kwh"] for m in meters), zero)}
 
 
 def write_csv(report, path):
@@ -156,18 +190,19 @@ def write_csv(report, path):
                     "period_from", "period_to"])
         for r in report["regions"]:
             b = r["region"].bounds if r["region"] is not None else ("", "", "", "")
-            w.writerow([r["name"], len(r["meters"]), "%.3f" % r["kwh"]] + list(b)
+            w.writerow([r["name"], len(r["meters"]), str(r["kwh"])] + list(b)
                        + [iso(report["from"]), iso(report["to"])])
     return path
 
 
 def write_meters_csv(report, path):
-    """One row per meter: the two readings used and the difference."""
+    """One row per meter: the register at both ends of the period (interpolated, read or held) and the energy."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["meter", "terminal", "lat", "lon", "region", "first_ts", "first_fwd", "last_ts", "last_fwd",
-                    "energy_kwh"])
+        w.writerow(["meter", "terminal", "lat", "lon", "region", "fwd_at_from", "from_is", "fwd_at_to", "to_is",
+                    "readings_in_period", "energy_kwh", "register_went_down_at"])
         for m in report["meters"]:
-            w.writerow([m["meter"], m["tid"], m["lat"], m["lon"], m["region"], iso(m["first_ts"]), m["first_fwd"],
-                        iso(m["last_ts"]), m["last_fwd"], "%.3f" % m["kwh"]])
+            w.writerow([m["meter"], m["tid"], m["lat"], m["lon"], m["region"], str(m["fwd_from"]), m["how_from"],
+                        str(m["fwd_to"]), m["how_to"], m["readings"], str(m["kwh"]),
+                        " ".join(iso(r["ts"]) for r in m["resets"])])
     return path

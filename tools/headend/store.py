@@ -1,59 +1,19 @@
-"""The head-end's SQLite database (WAL): terminals, records de-duplicated by (tid, seq), health, counters."""
+"""The head-end's SQLite database (WAL): terminals, records de-duplicated by (tid, inc, seq), health, counters."""
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS terminals(
-    tid TEXT PRIMARY KEY, first_seen REAL, last_seen REAL,
-    state TEXT NOT NULL DEFAULT 'unknown', state_since REAL,
-    status_state TEXT, status_at REAL, fw TEXT, imei TEXT, iccid TEXT,
-    meters TEXT, reg_seq INTEGER, lat REAL, lon REAL, alt REAL, csq INTEGER,
-    last_hb REAL, hb_gaps TEXT, hb_interval_s REAL, last_seq INTEGER);
-CREATE TABLE IF NOT EXISTS records(
-    tid TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT, received REAL,
-    PRIMARY KEY(tid, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS registrations(
-    tid TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER, tsrc TEXT, why TEXT, meters TEXT,
-    lat REAL, lon REAL, alt REAL, hdop REAL, nsat INTEGER, n INTEGER,
-    imei TEXT, iccid TEXT, fw TEXT, csq INTEGER, received REAL, PRIMARY KEY(tid, seq));
-CREATE TABLE IF NOT EXISTS registration_meters(
-    meter TEXT NOT NULL, tid TEXT NOT NULL, seq INTEGER NOT NULL,
-    PRIMARY KEY(meter, tid, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS readings(
-    tid TEXT NOT NULL, seq INTEGER NOT NULL, meter TEXT NOT NULL, ts INTEGER, tsrc TEXT,
-    fwd REAL, t1 REAL, t2 REAL, t3 REAL, t4 REAL, rev REAL, comb REAL, inst TEXT, received REAL,
-    PRIMARY KEY(tid, seq));
-CREATE INDEX IF NOT EXISTS readings_meter_ts ON readings(meter, ts);
-CREATE INDEX IF NOT EXISTS readings_tid_meter ON readings(tid, meter, seq);
-CREATE TABLE IF NOT EXISTS heartbeats(
-    id INTEGER PRIMARY KEY, tid TEXT NOT NULL, received REAL, ts INTEGER, tsrc TEXT, up INTEGER,
-    csq INTEGER, fix INTEGER, nsat INTEGER, outbox INTEGER, heap INTEGER, heap_peak INTEGER, reset TEXT,
-    err TEXT);
-CREATE INDEX IF NOT EXISTS heartbeats_tid ON heartbeats(tid, received);
-CREATE TABLE IF NOT EXISTS events(
-    tid TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER, tsrc TEXT, kind TEXT, data TEXT, received REAL,
-    PRIMARY KEY(tid, seq));
-CREATE TABLE IF NOT EXISTS responses(
-    tid TEXT NOT NULL, id TEXT, ok INTEGER, ts INTEGER, tsrc TEXT, result TEXT, error TEXT, received REAL,
-    UNIQUE(tid, id));
-CREATE TABLE IF NOT EXISTS transitions(
-    id INTEGER PRIMARY KEY, tid TEXT NOT NULL, at REAL, state TEXT, why TEXT);
-CREATE TABLE IF NOT EXISTS rejects(
-    id INTEGER PRIMARY KEY, at REAL, topic TEXT, reason TEXT, payload BLOB);
-CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS keys(tid TEXT PRIMARY KEY, key_hex TEXT NOT NULL);
-"""
+from tools.headend import rows, schema
+from tools.headend.rows import KWH_COLUMNS, dumps as _dumps  # noqa: F401 (KWH_COLUMNS is part of the API)
 
-KWH_COLUMNS = ("fwd", "t1", "t2", "t3", "t4", "rev", "comb")
+log = logging.getLogger("bdmeter.headend")
+
 REJECT_PAYLOAD_MAX = 512
-
-
-def _dumps(obj):
-    return json.dumps(obj, separators=(",", ":"))
+GAP_RANGES_MAX = 20
 
 
 class Store:
@@ -68,7 +28,17 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose the last ones
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+            self.migrated = False
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != schema.VERSION:
+                # created or upgraded in one write transaction, so concurrent workers wait for it; a current
+                # database is opened without taking the write lock (status and report only read)
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    self.migrated = schema.ensure(self.db)
+                except BaseException:
+                    self.db.execute("ROLLBACK")
+                    raise
+                self.db.execute("COMMIT")
 
     def close(self):
         with self.lock:
@@ -111,42 +81,66 @@ class Store:
     def terminal(self, tid):
         return self.db.execute("SELECT * FROM terminals WHERE tid = ?", (tid,)).fetchone()
 
-    def claim_record(self, tid, seq, kind, now):
-        """True the first time (tid, seq) is seen; False for a redelivery."""
-        cur = self.db.execute("INSERT OR IGNORE INTO records(tid, seq, kind, received) VALUES(?,?,?,?)",
-                              (tid, seq, kind, now))
+    def claim_record(self, tid, inc, seq, kind, digest, now):
+        """'stored' the first time (tid, inc, seq) is seen; 'duplicate' for a redelivery with the same
+        content; 'conflict' when the stored record under that key has different content."""
+        cur = self.db.execute("INSERT OR IGNORE INTO records(tid, inc, seq, kind, received, digest)"
+                              " VALUES(?,?,?,?,?,?)", (tid, inc, seq, kind, now, digest))
         if cur.rowcount == 0:
-            return False
-        self.db.execute("UPDATE terminals SET last_seq = max(coalesce(last_seq, 0), ?) WHERE tid = ?", (seq, tid))
-        return True
+            row = self.db.execute("SELECT kind, digest FROM records WHERE tid = ? AND inc = ? AND seq = ?",
+                                  (tid, inc, seq)).fetchone()
+            same = row["kind"] == kind and (row["digest"] is None or row["digest"] == digest)
+            return "duplicate" if same else "conflict"
+        if self.db.execute("INSERT OR IGNORE INTO incarnations(tid, inc, first_seen) VALUES(?,?,?)",
+                           (tid, inc, now)).rowcount:
+            prev = self.db.execute("SELECT inc FROM terminals WHERE tid = ?", (tid,)).fetchone()
+            if prev is not None and prev["inc"] is not None:
+                log.warning("terminal %s: new outbox incarnation %r after %r (outbox state replaced); seq %d",
+                            tid, inc, prev["inc"], seq)
+            self.db.execute("UPDATE terminals SET inc = ?, last_seq = ? WHERE tid = ?", (inc, seq, tid))
+        else:
+            self.db.execute("UPDATE terminals SET last_seq = max(coalesce(last_seq, 0), ?) WHERE tid = ? AND inc = ?",
+                            (seq, tid, inc))
+        return "stored"
 
-    def add_registration(self, tid, m, now):
+    def add_conflict(self, tid, inc, seq, kind, m, now):
+        """Keep a record whose (tid, inc, seq) was already stored with different content."""
+        stored = self.db.execute("SELECT kind FROM records WHERE tid = ? AND inc = ? AND seq = ?",
+                                 (tid, inc, seq)).fetchone()
+        self.db.execute("INSERT INTO conflicts(tid, inc, seq, kind, received, stored_kind, message)"
+                        " VALUES(?,?,?,?,?,?,?)",
+                        (tid, inc, seq, kind, now, stored["kind"] if stored else None, _dumps(m)))
+
+    def _insert(self, kind, tid, inc, seq, values, now):
+        cols = ("tid", "inc", "seq") + rows.COLUMNS[kind] + ("received",)
+        self.db.execute("INSERT INTO %s(%s) VALUES(%s)" % (rows.TABLE[kind], ", ".join(cols),
+                                                           ",".join("?" * len(cols))),
+                        (tid, inc, seq) + tuple(values) + (now,))
+
+    def add_registration(self, tid, inc, m, values, now):
+        self._insert("register", tid, inc, m["seq"], values, now)
+        self.db.executemany("INSERT OR IGNORE INTO registration_meters(meter, tid, inc, seq) VALUES(?,?,?,?)",
+                            [(a, tid, inc, m["seq"]) for a in m["meters"]])
         pos = m.get("pos") or {}
+        # the terminal's current view is its newest registration; an older one replayed late changes nothing.
+        # Newest: a higher seq of the same outbox incarnation, or any seq of an incarnation first seen later.
         self.db.execute(
-            "INSERT INTO registrations VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (tid, m["seq"], int(m["ts"]), m["tsrc"], m["why"], _dumps(m["meters"]), pos.get("lat"), pos.get("lon"),
-             pos.get("alt"), pos.get("hdop"), pos.get("nsat"), pos.get("n"), m.get("imei"), m.get("iccid"),
-             m.get("fw"), m.get("csq"), now))
-        self.db.executemany("INSERT OR IGNORE INTO registration_meters(meter, tid, seq) VALUES(?,?,?)",
-                            [(a, tid, m["seq"]) for a in m["meters"]])
-        # the terminal's current view is its newest registration; an older one replayed late changes nothing
-        self.db.execute(
-            "UPDATE terminals SET reg_seq = ?, meters = ?, imei = ?, iccid = ?, fw = coalesce(?, fw), csq = ?,"
-            " lat = coalesce(?, lat), lon = coalesce(?, lon), alt = coalesce(?, alt)"
-            " WHERE tid = ? AND coalesce(reg_seq, 0) < ?",
-            (m["seq"], _dumps(m["meters"]), m.get("imei"), m.get("iccid"), m.get("fw"), m.get("csq"),
-             pos.get("lat"), pos.get("lon"), pos.get("alt"), tid, m["seq"]))
+            "UPDATE terminals SET reg_inc = ?, reg_seq = ?, meters = ?, imei = ?, iccid = ?, fw = coalesce(?, fw),"
+            " csq = ?, lat = coalesce(?, lat), lon = coalesce(?, lon), alt = coalesce(?, alt)"
+            " WHERE tid = ? AND (reg_seq IS NULL"
+            "  OR (coalesce(reg_inc, '') = ? AND reg_seq < ?)"
+            "  OR (coalesce(reg_inc, '') != ? AND"
+            "      (SELECT first_seen FROM incarnations i WHERE i.tid = terminals.tid"
+            "       AND i.inc = coalesce(terminals.reg_inc, '')) <="
+            "      (SELECT first_seen FROM incarnations i WHERE i.tid = terminals.tid AND i.inc = ?)))",
+            (inc, m["seq"], _dumps(m["meters"]), m.get("imei"), m.get("iccid"), m.get("fw"), m.get("csq"),
+             pos.get("lat"), pos.get("lon"), pos.get("alt"), tid, inc, m["seq"], inc, inc))
 
-    def add_reading(self, tid, m, now):
-        kwh = m["kwh"]
-        self.db.execute(
-            "INSERT INTO readings VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (tid, m["seq"], m["meter"], int(m["ts"]), m["tsrc"]) + tuple(kwh.get(k) for k in KWH_COLUMNS)
-            + (_dumps(m["inst"]) if "inst" in m else None, now))
+    def add_reading(self, tid, inc, m, values, now):
+        self._insert("energy", tid, inc, m["seq"], values, now)
 
-    def add_event(self, tid, m, now):
-        self.db.execute("INSERT INTO events VALUES(?,?,?,?,?,?,?)",
-                        (tid, m["seq"], int(m["ts"]), m["tsrc"], m["kind"], _dumps(m["data"]), now))
+    def add_event(self, tid, inc, m, values, now):
+        self._insert("event", tid, inc, m["seq"], values, now)
 
     def add_heartbeat(self, tid, m, now):
         fix = m.get("fix")
@@ -201,7 +195,7 @@ class Store:
 
     def count(self, table):
         if table not in ("records", "registrations", "readings", "heartbeats", "events", "responses",
-                         "transitions", "rejects", "terminals"):
+                         "transitions", "rejects", "terminals", "conflicts", "incarnations"):
             raise ValueError(table)
         return self.query("SELECT count(*) AS n FROM %s" % table)[0]["n"]
 
@@ -213,6 +207,50 @@ class Store:
         return [(r["state"], r["why"]) for r in
                 self.query("SELECT state, why FROM transitions WHERE tid = ? ORDER BY id", (tid,))]
 
+    def incarnations(self, tid=None):
+        """Per (terminal, outbox incarnation), oldest first: records stored, seq range, missing seqs.
+
+        An incarnation's seq starts at 1, so every seq from 1 to the highest received that is not
+        stored is missing (lost, or still on its way); `gaps` lists the first missing ranges."""
+        where, args = ("WHERE r.tid = ?", (tid,)) if tid is not None else ("", ())
+        out = []
+        with self.lock:
+            for r in self.db.execute(
+                    "SELECT r.tid, r.inc, count(*) AS n, min(r.seq) AS lo, max(r.seq) AS hi, i.first_seen"
+                    " FROM records r LEFT JOIN incarnations i ON i.tid = r.tid AND i.inc = r.inc %s"
+                    " GROUP BY r.tid, r.inc ORDER BY r.tid, i.first_seen, r.inc" % where, args).fetchall():
+                missing = r["hi"] - r["n"]
+                out.append({"tid": r["tid"], "inc": r["inc"], "first_seen": r["first_seen"], "records": r["n"],
+                            "first_seq": r["lo"], "last_seq": r["hi"], "missing": missing,
+                            "gaps": self._gaps(r["tid"], r["inc"], r["lo"]) if missing else []})
+        return out
+
+    def _gaps(self, tid, inc, lo):
+        gaps = [[1, lo - 1]] if lo > 1 else []
+        for g in self.db.execute(
+                "SELECT seq + 1 AS a, nxt - 1 AS b FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS nxt"
+                " FROM records WHERE tid = ? AND inc = ?) WHERE nxt > seq + 1 LIMIT ?",
+                (tid, inc, GAP_RANGES_MAX)):
+            gaps.append([g["a"], g["b"]])
+        return gaps[:GAP_RANGES_MAX]
+
+    def conflicts(self, limit=100):
+        return [dict(r) for r in self.query("SELECT * FROM conflicts ORDER BY id LIMIT ?", (limit,))]
+
+    def _latest_energy(self, tid):
+        """The newest reading per meter: the highest seq of the newest outbox incarnation holding the meter."""
+        energy = {}
+        incs = self.db.execute("SELECT inc FROM incarnations WHERE tid = ? ORDER BY first_seen DESC, inc DESC",
+                               (tid,)).fetchall()
+        for i in incs:
+            for r in self.db.execute(
+                    "SELECT r.meter, r.fwd, r.ts, r.tsrc FROM readings r"
+                    " JOIN (SELECT meter, max(seq) AS seq FROM readings WHERE tid = ? AND inc = ? GROUP BY meter) last"
+                    " ON r.meter = last.meter AND r.seq = last.seq WHERE r.tid = ? AND r.inc = ?",
+                    (tid, i["inc"], tid, i["inc"])):
+                energy.setdefault(r["meter"], {"fwd": r["fwd"], "ts": r["ts"], "tsrc": r["tsrc"]})
+        return energy
+
     def fleet(self, now=None, heartbeat_s=None, silent_factor=2.5):
         """One dict per terminal: id, meters, position, last energy per meter, last seen, state."""
         now = time.time() if now is None else now
@@ -220,19 +258,14 @@ class Store:
         with self.lock:
             for t in self.db.execute("SELECT * FROM terminals ORDER BY tid").fetchall():
                 meters = json.loads(t["meters"]) if t["meters"] else []
-                energy = {}
-                for r in self.db.execute(
-                        "SELECT r.meter, r.fwd, r.ts, r.tsrc FROM readings r"
-                        " JOIN (SELECT meter, max(seq) AS seq FROM readings WHERE tid = ? GROUP BY meter) last"
-                        " ON r.meter = last.meter AND r.seq = last.seq WHERE r.tid = ?", (t["tid"], t["tid"])):
-                    energy[r["meter"]] = {"fwd": r["fwd"], "ts": r["ts"], "tsrc": r["tsrc"]}
-                for a in energy:
+                energy = self._latest_energy(t["tid"])
+                for a in sorted(energy):
                     if a not in meters:
                         meters.append(a)
                 out.append({
                     "tid": t["tid"], "meters": meters, "lat": t["lat"], "lon": t["lon"], "alt": t["alt"],
                     "energy": energy, "last_seen": t["last_seen"], "last_hb": t["last_hb"],
-                    "hb_interval_s": t["hb_interval_s"], "csq": t["csq"], "fw": t["fw"],
+                    "hb_interval_s": t["hb_interval_s"], "csq": t["csq"], "fw": t["fw"], "inc": t["inc"],
                     "state": effective_state(t, now, heartbeat_s, silent_factor),
                 })
         return out

@@ -9,22 +9,27 @@ def dumps(obj):
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
+def _head(seq, inc):
+    """The start of a record: version 2 with the outbox incarnation `inc`, or version 1 without one."""
+    return {"v": 1, "seq": seq} if inc is None else {"v": 2, "inc": inc, "seq": seq}
+
+
 def status_online(ts, fw="0.1.0", tsrc="gnss"):
     return dumps({"v": 1, "state": "online", "fw": fw, "ts": ts, "tsrc": tsrc})
 
 
-def register(seq, ts, meters, lat, lon, imei="861234567890123", why="connect", tsrc="gnss"):
+def register(seq, ts, meters, lat, lon, imei="861234567890123", why="connect", tsrc="gnss", inc=None):
     pos = {"lat": lat, "lon": lon, "alt": 1050.0, "hdop": 0.9, "nsat": 9, "n": 24} if lat is not None else None
-    return dumps({"v": 1, "seq": seq, "ts": ts, "tsrc": tsrc, "why": why, "meters": list(meters), "pos": pos,
-                  "imei": imei, "iccid": "89860012345678901234", "fw": "0.1.0", "csq": 23})
+    return dumps(dict(_head(seq, inc), ts=ts, tsrc=tsrc, why=why, meters=list(meters), pos=pos, imei=imei,
+                      iccid="89860012345678901234", fw="0.1.0", csq=23))
 
 
-def energy(seq, ts, meter, fwd, tsrc="gnss"):
+def energy(seq, ts, meter, fwd, tsrc="gnss", inc=None):
     t = round(fwd / 4, 2)
-    return dumps({"v": 1, "seq": seq, "ts": ts, "tsrc": tsrc, "meter": meter,
-                  "kwh": {"fwd": round(fwd, 2), "t1": t, "t2": t, "t3": t, "t4": round(fwd - 3 * t, 2),
-                          "rev": 0.0, "comb": round(fwd, 2)},
-                  "inst": {"v": [230.1, 229.8, 230.4], "i": [1.2, 0.9, 1.0], "p": 0.71, "pf": 0.98, "f": 50.0}})
+    return dumps(dict(_head(seq, inc), ts=ts, tsrc=tsrc, meter=meter,
+                      kwh={"fwd": round(fwd, 2), "t1": t, "t2": t, "t3": t, "t4": round(fwd - 3 * t, 2),
+                           "rev": 0.0, "comb": round(fwd, 2)},
+                      inst={"v": [230.1, 229.8, 230.4], "i": [1.2, 0.9, 1.0], "p": 0.71, "pf": 0.98, "f": 50.0}))
 
 
 def heartbeat(ts, up, tsrc="gnss"):
@@ -33,8 +38,8 @@ def heartbeat(ts, up, tsrc="gnss"):
                   "err": {"meter_timeouts": 0, "mqtt_reconnects": 0, "ladder": {"socket": 0, "pdp": 0}}})
 
 
-def event(seq, ts, kind, data, tsrc="gnss"):
-    return dumps({"v": 1, "seq": seq, "ts": ts, "tsrc": tsrc, "kind": kind, "data": data})
+def event(seq, ts, kind, data, tsrc="gnss", inc=None):
+    return dumps(dict(_head(seq, inc), ts=ts, tsrc=tsrc, kind=kind, data=data))
 
 
 # -- a raw MQTT 3.1.1 client: enough to connect with a last will, publish, and drop the link abruptly --

@@ -9,21 +9,27 @@ state survives client reconnects (the module stays powered).
 
     python -m tools.sim.modem --port 7002 [--imei 861234567890123] [--lat 40.8425 --lon 111.749 --alt 1065]
         [--noise-m 3] [--cold-start-s 60] [--fake-fix-s 5] [--delay-scale 1] [--fast] [--seed 1]
-        [--control-port 7102]
+        [--control-port 7102] [--apn private.apn] [--silent-open-on-deact]
+
+A restart (RDY) forgets every volatile setting, as the module does: echo comes
+back on, CMEE, the context's APN (QICSGP), the GNSS constellation and NMEA
+source, sockets and the PDP context. With --apn the SIM is a private-APN SIM.
 
 prints `READY port=<P>` when listening. The control port takes JSON lines and
 answers each with one JSON line: `{"fault": "peer_close", "on": true}` (plus
 the fault's parameters), `{"pin": "reset", "on": true}`, `{"get": "stats"}`,
-`{"get": "state"}`, `{"get": "seen"}`.
+`{"get": "state"}`, `{"get": "seen"}`, `{"get": "log"}` (the commands received, with `<RDY>` marks).
 """
 
 import argparse
 import asyncio
+import collections
 import datetime
 import random
 import socket
 import sys
 import threading
+import time
 
 from tools.sim.modem_gnss import GnssScenario
 from tools.sim.modem_net import NetMixin
@@ -70,7 +76,7 @@ class ModemSim(SimPeer, NetMixin):
 
     def __init__(self, imei="861234567890123", iccid="89860012345678901234", position=(40.8425, 111.7490, 1065.0),
                  noise_m=3.0, cold_start_s=2.0, fake_fix_s=1.0, delay_scale=1.0, seed=1, host="127.0.0.1", csq=21,
-                 nmeasrc_required=False, boot_on_connect=True):
+                 nmeasrc_required=False, boot_on_connect=True, apn_required="", silent_open_on_deact=False):
         self.imei = imei
         self.iccid = iccid
         self.host = host
@@ -78,11 +84,18 @@ class ModemSim(SimPeer, NetMixin):
         self.scale = delay_scale
         self.nmeasrc_required = nmeasrc_required  # EC2x: QGPSGNMEA needs QGPSCFG="nmeasrc",1 first (else 507)
         self.boot_on_connect = boot_on_connect
+        # a private-APN SIM: data (PDP activation) only on this APN; "" accepts any
+        self.apn_required = apn_required
+        # no +QIOPEN result at all for a socket whose context went away while it was opening
+        self.silent_open_on_deact = silent_open_on_deact
+        self.log = collections.deque(maxlen=5000)  # (seconds since start, command line or "<RDY>")
+        self._t0 = time.monotonic()
         self.rng = random.Random(seed)
         self.gnss = GnssScenario(position, noise_m, cold_start_s, fake_fix_s, seed)
         self.stats = dict.fromkeys(("at_commands", "tcp_bytes_up", "tcp_bytes_down", "clients", "urcs", "reboots",
                                     "dropped", "send_fail", "garbage_bytes", "qiopen_ok", "qiopen_fail",
-                                    "urc_mid_response", "bytes_from_uart", "bytes_to_uart"), 0)
+                                    "urc_mid_response", "bytes_from_uart", "bytes_to_uart", "qiact_refused",
+                                    "qideact"), 0)
         self.seen = {}  # command name -> count
         self.faults = {}
         self.port = None
@@ -145,6 +158,7 @@ class ModemSim(SimPeer, NetMixin):
         if gen != self._gen or not self.powered:
             return
         self.booted = True
+        self.log.append((round(time.monotonic() - self._t0, 3), "<RDY>"))
         self._urc("RDY")
         gap = self._d("boot_urc")
         for urc, wait in (("+CFUN: 1", gap), ("+CPIN: READY", max(0.0, self._d("cpin_busy") - gap)),
@@ -349,6 +363,7 @@ class ModemSim(SimPeer, NetMixin):
             if self.echo:
                 self._out(raw + b"\r")
             self.stats["at_commands"] += 1
+            self.log.append((round(time.monotonic() - self._t0, 3), line))
             await self._sleep(self._d("resp"))
             gen = self._gen
             try:
@@ -565,30 +580,41 @@ class ModemSim(SimPeer, NetMixin):
             return {"seen": dict(self.seen)}
         if what == "state":
             return {"state": self.state()}
+        if what == "log":
+            return {"log": list(self.log)}
         raise ValueError("unknown request %r" % (req,))
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m tools.sim.modem", description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--imei", default="861234567890123")
-    ap.add_argument("--iccid", default="89860012345678901234")
-    ap.add_argument("--lat", type=float, default=40.8425)
-    ap.add_argument("--lon", type=float, default=111.7490)
-    ap.add_argument("--alt", type=float, default=1065.0)
-    ap.add_argument("--noise-m", type=float, default=3.0)
-    ap.add_argument("--cold-start-s", type=float, default=60.0)
-    ap.add_argument("--fake-fix-s", type=float, default=5.0)
-    ap.add_argument("--delay-scale", type=float, default=1.0)
+    ap = argparse.ArgumentParser(prog="python -m tools.sim.modem", description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--port", type=int, default=0, help="TCP port the UART is served on (0: any free port)")
+    ap.add_argument("--imei", default="861234567890123", help="IMEI the module reports (AT+CGSN)")
+    ap.add_argument("--iccid", default="89860012345678901234", help="SIM ICCID the module reports (AT+QCCID)")
+    ap.add_argument("--lat", type=float, default=40.8425, help="true latitude of the antenna, degrees")
+    ap.add_argument("--lon", type=float, default=111.7490, help="true longitude of the antenna, degrees")
+    ap.add_argument("--alt", type=float, default=1065.0, help="true altitude of the antenna, metres")
+    ap.add_argument("--noise-m", type=float, default=3.0, help="standard deviation of the GNSS position noise, metres")
+    ap.add_argument("--cold-start-s", type=float, default=60.0, help="seconds without a fix after AT+QGPS=1")
+    ap.add_argument("--fake-fix-s", type=float, default=5.0,
+                    help="seconds of an early fake fix (0 satellites, HDOP 0.00) after the cold start")
+    ap.add_argument("--delay-scale", type=float, default=1.0, help="factor on every module delay (boot, QIACT, ...)")
     ap.add_argument("--fast", action="store_true", help="no module delays (delay scale 0)")
     ap.add_argument("--nmeasrc-required", action="store_true", help="answer 507 until nmeasrc is set (EC2x)")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--control-port", type=int, default=None)
+    ap.add_argument("--apn", default="",
+                    help="a private-APN SIM: PDP activation only on this APN (empty: any APN is accepted)")
+    ap.add_argument("--silent-open-on-deact", action="store_true",
+                    help="send no +QIOPEN result for a socket whose context was deactivated while it was opening "
+                         "(otherwise +QIOPEN: <id>,570)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the GNSS noise and other random choices")
+    ap.add_argument("--control-port", type=int, default=None,
+                    help="TCP port of the JSON-lines control port (faults, pins, stats); none when omitted")
     args = ap.parse_args(argv)
     sim = ModemSim(imei=args.imei, iccid=args.iccid, position=(args.lat, args.lon, args.alt), noise_m=args.noise_m,
                    cold_start_s=args.cold_start_s, fake_fix_s=args.fake_fix_s,
                    delay_scale=0.0 if args.fast else args.delay_scale, seed=args.seed,
-                   nmeasrc_required=args.nmeasrc_required)
+                   nmeasrc_required=args.nmeasrc_required, apn_required=args.apn,
+                   silent_open_on_deact=args.silent_open_on_deact)
     return sim.serve(args.port, args.control_port)
 
 

@@ -27,6 +27,7 @@ class SimSocket:
         self.rx = bytearray()
         self.announced = False
         self.dead = False  # closed silently (PDP gone, module restart): no closed URC
+        self.deact = False  # its context was deactivated (QIDEACT, network, CFUN 0) while it existed
         self.total_rx = 0
         self.total_read = 0
         self.total_tx = 0
@@ -50,6 +51,7 @@ class NetMixin:
             if urc and s.state == "connected":
                 self._urc('+QIURC: "closed",%d' % s.id)
             s.dead = True
+            s.deact = True
             s.state = "closed"
             s.close_conn()
         if not urc:
@@ -104,6 +106,11 @@ class NetMixin:
         if gen != self._gen:
             return  # restarted meanwhile: the answer is lost
         if self.cfun != 1 or self._reg_stat() not in (1, 5) or self.pdp == "active":
+            self.stats["qiact_refused"] += 1
+            self._respond(final="ERROR")
+        elif self.apn_required and self.apn[0] != self.apn_required:
+            # a private-APN SIM: the network rejects activation on any other APN (QICSGP is lost on restart)
+            self.stats["qiact_refused"] += 1
             self._respond(final="ERROR")
         elif self.pdp == "broken":
             self._respond(final=self._err(572))  # the old context must be deactivated first
@@ -117,6 +124,7 @@ class NetMixin:
         await self._sleep(self._d("qideact"))
         if gen != self._gen:
             return
+        self.stats["qideact"] += 1
         self._drop_sockets(urc=False)
         self.pdp = "inactive"
         self.ip = None
@@ -144,7 +152,7 @@ class NetMixin:
         if self.pdp != "active":
             err = 570 if self.pdp == "broken" else 571
         elif "stack_degraded" in self.faults:
-            err = 566
+            err = 554  # the module's own IP stack cannot create the socket (nothing reached the peer)
         else:
             try:
                 s.reader, s.writer = await asyncio.wait_for(asyncio.open_connection(s.host, s.port),
@@ -154,8 +162,14 @@ class NetMixin:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except (OSError, asyncio.TimeoutError):
                 err = 566
+        if gen == self._gen and s.deact and not self.silent_open_on_deact:
+            s.state = "closed"
+            self.last_error = 570
+            self.stats["qiopen_fail"] += 1
+            self._urc("+QIOPEN: %d,570" % s.id)  # the context went away while it was opening
+            return
         if gen != self._gen or self.sockets.get(s.id) is not s or s.dead:
-            s.close_conn()  # restarted or closed meanwhile
+            s.close_conn()  # restarted, closed, or (silent_open_on_deact) deactivated meanwhile: no result
             return
         if err:
             s.state = "closed"
@@ -242,6 +256,6 @@ class NetMixin:
                                                                              s.id) for s in socks])
 
     async def _at_qigeterror(self, kind, args):
-        texts = {0: "operation successful", 566: "socket connect failed", 570: "PDP context broken",
-                 571: "PDP context not activated"}
+        texts = {0: "operation successful", 554: "create socket failed", 566: "socket connect failed",
+                 570: "PDP context broken down", 571: "PDP context not activated"}
         self._respond(["+QIGETERROR: %d,%s" % (self.last_error, texts.get(self.last_error, "unknown error"))])

@@ -1,6 +1,6 @@
 """Drives lib/quectel against tools/sim/modem under the unix port; prints JSON lines for tests/port/test_quectel.py.
 
-    micropython modem_check.py <sim_port> <control_port> <echo_port> <scenario> [reset|pwrkey]
+    micropython modem_check.py <sim_port> <control_port> <echo_port> <scenario> [reset|pwrkey [apn [port]]]
 
 scenario: 'bringup', 'gnss' or the name of a simulator fault; the last argument
 names the module input wired for power cycles (default reset). Every line
@@ -167,11 +167,78 @@ async def fault(m, ctl, echo_port, name):
     emit("usable", **extra)
 
 
-async def main(sim_port, ctl_port, echo_port, scenario, pin):
+async def server_down(m, ctl, echo_port, dead_port):
+    """The server refuses while the network is healthy: every failure is 'server', nothing is done to the module."""
+    for i in range(4):
+        try:
+            await m.open_socket("127.0.0.1", dead_port, TIMEOUTS["qiopen"], label="broker")
+            emit("opened_dead")
+        except ERRORS as e:
+            cls = m.failure_class(e)
+            emit("failed", n=i, cls=cls, error=str(e))
+            emit("rung", name=await m.recover(cls))
+    sock = await m.open_socket("127.0.0.1", echo_port, TIMEOUTS["qiopen"], label="broker")
+    await echo(sock, b"server-back")
+    m.recovered()
+    emit("usable")
+
+
+async def gnss_poller(m, stop, counts):
+    # another task using the module meanwhile, as the position task does
+    while not stop:
+        try:
+            await m.gnss_nmea()
+            counts[0] += 1
+        except ERRORS:
+            counts[1] += 1
+        await asyncio.sleep_ms(30)
+
+
+async def rdy_race(m, ctl, echo_port):
+    """The module restarts by itself while another task uses it: one owner re-initialises it in order."""
+    await m.gnss_start()
+    await m.gnss_nmea()  # the EC2x-like simulator wants nmeasrc: the driver learns it
+    sock = await m.open_socket("127.0.0.1", echo_port, TIMEOUTS["qiopen"])
+    await echo(sock, b"before")
+    stop, counts = [], [0, 0]
+    poller = asyncio.create_task(gnss_poller(m, stop, counts))
+    ctl.ask({"fault": "reboot", "on": True})
+    t0 = time.ticks_ms()
+    await asyncio.sleep_ms(100)
+    try:
+        await echo(sock, b"during")
+        emit("survived")
+    except ERRORS as e:
+        emit("broken", error=str(e))
+        sock.close()
+        emit("rung", name=await m.recover(m.failure_class(e)))
+        sock = await until_usable(m, echo_port)
+    await echo(sock, b"usable-again")
+    emit("usable", ms=time.ticks_diff(time.ticks_ms(), t0))
+    stop.append(1)
+    await poller
+    emit("poller", ok=counts[0], failed=counts[1])
+
+
+async def open_lost(m, ctl, dead_port):
+    """The context goes away while a socket is opening and the module says nothing more about it."""
+    t0 = time.ticks_ms()
+    task = asyncio.create_task(m.open_socket("127.0.0.1", dead_port, 10000, label="broker"))
+    await asyncio.sleep_ms(50)
+    ctl.ask({"fault": "pdpdeact", "on": True})
+    try:
+        await task
+        emit("opened")
+    except ERRORS as e:
+        emit("open_failed", ms=time.ticks_diff(time.ticks_ms(), t0), cls=m.failure_class(e), error=str(e))
+
+
+async def main(sim_port, ctl_port, echo_port, scenario, pin, apn="cmnet", extra=0):
     ctl = Control(ctl_port)
     pins = {pin: SimPin(ctl, pin)}
-    m = quectel.Quectel(TcpUart("127.0.0.1:%d" % sim_port), apn="cmnet", gnssconfig=1, timeouts=TIMEOUTS,
-                        backoff_base_ms=20, backoff_max_ms=200, send_backoff_ms=20, **pins)
+    m = quectel.Quectel(TcpUart("127.0.0.1:%d" % sim_port), apn=apn, apn_pass="s3cret-apn-pw", gnssconfig=1,
+                        timeouts=TIMEOUTS, backoff_base_ms=20, backoff_max_ms=200, server_backoff_max_ms=100,
+                        send_backoff_ms=20, **pins)
     t0 = time.ticks_ms()
     await m.start()
     emit("up", ms=time.ticks_diff(time.ticks_ms(), t0), ready=m.ready, powered=ctl.ask({"get": "state"}))
@@ -180,6 +247,12 @@ async def main(sim_port, ctl_port, echo_port, scenario, pin):
     elif scenario == "gnss":
         seen, fixed = await gnss_until_fix(m)
         emit("gnss", sentences=seen, fixed=fixed)
+    elif scenario == "server_down":
+        await server_down(m, ctl, echo_port, extra)
+    elif scenario == "rdy_race":
+        await rdy_race(m, ctl, echo_port)
+    elif scenario == "open_lost":
+        await open_lost(m, ctl, extra)
     else:
         await fault(m, ctl, echo_port, scenario)
     emit("done", ladder=m.ladder, stats=m.stats, ready=m.ready)
@@ -187,7 +260,8 @@ async def main(sim_port, ctl_port, echo_port, scenario, pin):
 
 try:
     asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
-                     sys.argv[5] if len(sys.argv) > 5 else "reset"))
+                     sys.argv[5] if len(sys.argv) > 5 else "reset", sys.argv[6] if len(sys.argv) > 6 else "cmnet",
+                     int(sys.argv[7]) if len(sys.argv) > 7 else 0))
 except Exception as e:
     sys.print_exception(e)
     emit("error", error=repr(e))
