@@ -32,7 +32,8 @@ def _run(bus, workdir, steps, clock_offset_s=0.0):
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     if p.returncode:
         raise RuntimeError("bench script failed:\n" + p.stdout[-2000:] + p.stderr[-2000:])
-    return [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{") and '"step"' in x]
+    lines = (json.loads(x) for x in p.stdout.splitlines() if x.startswith("{"))
+    return [x for x in lines if "step" in x]
 
 
 def _records(workdir):

@@ -4,6 +4,7 @@ simulator; a JSON line a step.
     micropython meter_records.py <bus port> <control port> <plan.json>
 
 plan: {"state_dir": path, "records": path (JSON lines appended: {"kind": k, "body": ...}), "meter": address,
+"meters": [address, ...] (optional: several on the bus; events and frozen go to each),
 "master": {Master options}, "clock_offset_s": trusted UTC minus this process's time.time(), "tsrc": "gnss",
 "cfg": {overrides}, "steps": [...]}; a step is ["frozen"], ["events"], ["clock"], ["poll"],
 ["control", {request}], ["restart"] (new modules on the same state_dir, as after a reset),
@@ -86,7 +87,8 @@ class Terminal:
 
     def __init__(self, port, plan, clock):
         cfg = config.defaults()
-        cfg.update({"state_dir": plan["state_dir"], "meters": [plan["meter"]]})
+        meters = plan.get("meters") or [plan["meter"]]
+        cfg.update({"state_dir": plan["state_dir"], "meters": meters})
         cfg.update(plan.get("cfg", {}))
         self.cfg = cfg
         self.uart = TcpUart("127.0.0.1:%d" % port)
@@ -96,7 +98,7 @@ class Terminal:
         self.records_path = plan["records"]
         self.cut_at = None
         self.events = []
-        self.meters = [plan["meter"]]
+        self.meters = meters
         self.metering = Metering(self)
         self.frozen = FrozenDays(self.master, cfg, clock, self.store, self.log, self._pause)
         self.mevents = MeterEvents(self.master, clock, self.store, self.log, cfg["state_dir"], pause_ms=0,
@@ -140,7 +142,9 @@ async def main(port, cport, plan):
                 out["bus_ms"] = t.frozen.bus_ms
                 out["rewalks"] = t.frozen.rewalks
             elif step[0] == "events":
-                out["sent"] = await t.mevents.check(plan["meter"])
+                out["sent"] = 0
+                for addr in t.meters:
+                    out["sent"] += await t.mevents.check(addr)
                 out["bus_ms"] = t.mevents.bus_ms
             elif step[0] == "clock":
                 out["result"] = await t.mclock.check(t.meters)
