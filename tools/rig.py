@@ -20,7 +20,7 @@ from tools.procs import LOOPBACK, ROOT, Mosquitto, Proc
 from tools.sim.meter import MeterBus, MeterSpec
 from tools.sim.modem import ModemSim
 
-RECORDS = ("energy", "event", "register")
+RECORDS = ("energy", "event", "register", "frozen", "meter_event")
 
 
 def _nodelay(client):
