@@ -76,7 +76,7 @@ def run():
     for r in new:
         leaf = r["kind"] if r["kind"] != "event" else "event:" + r["body"]["kind"]
         per_kind[leaf] = per_kind.get(leaf, 0) + _wire_bytes(r)
-    return {
+    figures = {
         "meter_records_bus_ms_per_day_frozen": ms["frozen"],
         "meter_records_bus_ms_per_day_events_24_checks": ms["events"],
         "meter_records_bus_ms_per_day_clock_with_sync": ms["clock"],
@@ -84,3 +84,10 @@ def run():
         "meter_records_bytes_per_day_one_meter": sum(per_kind.values()),
         "meter_records_bytes_per_day_by_kind": per_kind,
     }
+    # with the rest of the terminal's traffic, when bench_terminal has measured it
+    out = ROOT / "build" / "bench.json"
+    terminal = json.loads(out.read_text()).get("terminal", {}) if out.exists() else {}
+    if "wire_kb_per_day_default_intervals" in terminal:
+        figures["wire_kb_per_day_with_meter_records"] = round(
+            terminal["wire_kb_per_day_default_intervals"] + sum(per_kind.values()) / 1024, 1)
+    return figures
