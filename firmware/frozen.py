@@ -158,8 +158,10 @@ class FrozenDays:
         if self.behind or self.clock.source not in ("gnss", "net", "rtc"):
             return _RETRY_S
         local = self.clock.now() + cfg["meter_utc_offset_s"]
-        due = (local // 86400 + 1) * 86400 + cfg["frozen_margin_s"] + spread_s(tid, cfg["frozen_window_s"])
-        return max(60, min(due - local, 86400 + cfg["frozen_margin_s"] + cfg["frozen_window_s"]))
+        due = (local // 86400) * 86400 + cfg["frozen_margin_s"] + spread_s(tid, cfg["frozen_window_s"])
+        if due <= local:
+            due += 86400  # today's slot has passed: tomorrow's
+        return max(60, due - local)
 
     def today(self):
         """The meters' local day number by a trusted clock, else None."""
