@@ -133,7 +133,10 @@ class FrozenDays:
         if isinstance(last, str) and _day_of(last) >= _day(latest):
             return 0
         depth = min(self.cfg["frozen_days_max"], fz.DAILY_DEPTH)
-        n = depth if not isinstance(last, str) else min(depth, _day(latest) - _day_of(last))
+        if isinstance(last, str):
+            n = min(depth, _day(latest) - _day_of(last))
+        else:
+            n = await self._oldest(addr, depth)  # first sight: as far back as the meter has freezes
         stored = 0
         while n >= 1:
             tm = await self._time(addr, n) if n > 1 else latest
@@ -151,6 +154,13 @@ class FrozenDays:
                 self.stored += 1
             n -= 1
         return stored
+
+    async def _oldest(self, addr, depth):
+        """The index of the oldest freeze held (up to `depth`): times read newest first up to the first empty."""
+        for n in range(2, depth + 1):
+            if await self._time(addr, n) is None:
+                return n - 1
+        return depth
 
     def next_wait_s(self, tid):
         """Seconds until the next round: the meter's next midnight + margin + this terminal's spread."""
