@@ -7,8 +7,11 @@ MP     := $(VENV)/bin/micropython
 PORT   ?= /dev/ttyUSB0
 CONFIG ?= config.json
 PYTEST_ARGS ?=
+# test files run in parallel (one file stays on one worker): most of a system test's time is waiting
+PYTEST_JOBS ?= 3
+SIM_ARGS ?=
 
-.PHONY: all venv deps mpy romfs typings typecheck test unit lint run deploy bench soak demo clean help
+.PHONY: all venv deps mpy romfs typings typecheck test unit lint run sim deploy bench soak demo clean help
 
 all: test
 
@@ -21,7 +24,8 @@ help:
 	@echo "make mpy     - compile firmware/ and lib/ to build/mpy with mpy-cross"
 	@echo "make romfs   - pack build/mpy into a ROMFS image (build/bdmeter.romfs), size printed"
 	@echo "make typecheck - check firmware/ and lib/ against the ESP32 and RP2 ports' stubs (mypy)"
-	@echo "make run CONFIG=cfg.json     - run the firmware under the unix port"
+	@echo "make run CONFIG=cfg.json     - check the config, then run the firmware under the unix port"
+	@echo "make sim [CONFIG=cfg.json] [SIM_ARGS='--mqtt-port 11883'] - mosquitto, simulators, head-end, firmware"
 	@echo "make deploy PORT=/dev/ttyACM0 CONFIG=cfg.json [DRY_RUN=1] - ROMFS image (or .mpy files) to a board"
 
 $(VENV)/.installed: requirements-dev.txt tools/bootstrap.sh
@@ -51,13 +55,18 @@ typecheck: typings deps
 	@$(PY) -m tools.typecheck
 
 test: lint mpy typecheck
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 unit: venv deps
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+# the config is checked on the host first: a missing or invalid file is refused with every problem listed
 run: mpy
-	@$(PY) -m tools.mpunix build/mpy/main.py $(CONFIG)
+	@$(PY) -m tools.run $(CONFIG)
+
+# CONFIG only when given on the command line; otherwise tools/sim_all.py writes one for its ports
+sim: mpy
+	@$(PY) -m tools.sim_all $(if $(filter command line,$(origin CONFIG)),--config $(CONFIG)) $(SIM_ARGS)
 
 # The board is looked for before anything is built, so `make deploy` without one says so at once.
 deploy:

@@ -7,6 +7,7 @@ import sys
 import atengine
 import dlt645_master
 import quectel
+from mpcompat import ticks_diff, ticks_ms
 from mqtt_session import MQTTError
 
 from firmware import VERSION, config, payloads
@@ -14,6 +15,7 @@ from firmware import board as boardmod
 from firmware import log as logmod
 from firmware.clock import Clock
 from firmware.commands import Commands
+from firmware.knowngood import KnownGood
 from firmware.locating import Locating
 from firmware.frozen import FrozenDays
 from firmware.meter_clock import MeterClock
@@ -34,6 +36,7 @@ _ALLOW_S = {"meter": 180, "gnss": 400, "uplink": 900, "cmd": 300, "heartbeat": 3
             "meterlog": 600}
 _CRASH_PAUSE_S = 5  # after an unexpected exception, before the reset: a crash that repeats must not spin
 _RESET_NOTE = "/reset_why"  # in state_dir: why the terminal last reset itself
+_INTERVAL_OF = {"meter": "poll_s", "gnss": "gnss_s", "heartbeat": "heartbeat_s"}  # the config key timing each task
 
 
 class Reset(Exception):
@@ -46,9 +49,14 @@ class Terminal:
     def __init__(self, cfg_path, reset_cause):
         self.cfg_path = cfg_path or _BOARD_CONFIG
         self.log = logmod.get("bdmeter")
-        cfg, source = config.load(self.cfg_path, self.log)
+        cfg, source, self.config_problems = config.load(self.cfg_path, self.log)
+        self.known_good = KnownGood(self.cfg_path, self.log)
+        cfg, source = self.known_good.choose(cfg, source)
         self.cfg = cfg
+        logmod.hide([cfg[k] for k in config.SECRETS])  # whatever logs them (an AT trace, an error), they show as ***
         self.log = logmod.get("bdmeter", logmod.level(cfg["log_level"]))
+        self.config_changed = asyncio.Event()  # pulsed by apply_config: sleeps recompute their end at once
+        self._connects_seen = 0
         self.log.info("bdmeter %s starting (config: %s, board %s, reset cause %s)", VERSION, source,
                       cfg["board"], reset_cause)
         self.reset_cause = reset_cause
@@ -57,7 +65,8 @@ class Terminal:
         self.reset_note = cfg["state_dir"] + _RESET_NOTE
         self.reset_why = take_reset_note(self.reset_note)
         self.clock = Clock()
-        self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps)
+        self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps,
+                             reserve=cfg["outbox_reserve_kb"] * 1024)
         self.tid = cfg["terminal_id"]
         self.meters = list(cfg["meters"])
         self.csq = None
@@ -99,12 +108,17 @@ class Terminal:
 
     # -- records -------------------------------------------------------------
     def store(self, kind, body):
-        """Put a record in the flash outbox (it gets its seq there) and wake the uplink."""
-        dropped = self.outbox.dropped
-        self.outbox.put(kind, body)
+        """Put a record in the flash outbox (it gets its inc and seq there) and wake the uplink.
+
+        Drops not yet reported go out as an outbox_overflow event, at most hourly (the outbox keeps the pace).
+        Returns the record's seq, or None if it could not be written.
+        """
+        seq = self.outbox.put(kind, body)  # never raises OSError: a full flash drops (and counts) the oldest
         self.uplink.wake.set()
-        if self.outbox.dropped != dropped:
-            self.log.error("outbox full: %d oldest record(s) dropped", self.outbox.dropped - dropped)
+        due = self.outbox.overflow_due(self.clock.uptime_s())
+        if due:
+            self.emit_event("outbox_overflow", {"dropped": due[0], "total": due[1]})
+        return seq
 
     def emit_event(self, kind, data=None):
         ts, tsrc = self.clock.stamp()
@@ -157,15 +171,25 @@ class Terminal:
         self._checkins[task] = (self.clock.uptime_s(), allow_s or _ALLOW_S[task])
 
     async def sleep_checked(self, task, seconds):
-        """Sleep `seconds`, checking in at least every few seconds so the supervisor sees the task alive."""
-        left = seconds
-        while left > 0:
+        """Sleep `seconds`, checking in at least every few seconds so the supervisor sees the task alive.
+
+        When the config key that times `task` is lowered meanwhile (config.set), the end moves earlier by as
+        much, at once: a mistaken day-long interval corrected to a minute does not keep the task asleep for a
+        day. A raised interval lets this sleep end as planned; the next one is the longer one.
+        """
+        key = _INTERVAL_OF.get(task)
+        interval = self.cfg[key] if key else 0
+        start = ticks_ms()
+        while not self._reset_why:
             self.checkin(task)
-            step = min(left, _CHECK_S)
-            await asyncio.sleep(step)
-            left -= step
-            if self._reset_why:
-                return
+            end_ms = (seconds + (min(0, self.cfg[key] - interval) if key else 0)) * 1000
+            left = end_ms - ticks_diff(ticks_ms(), start)
+            if left <= 0:
+                break
+            try:
+                await asyncio.wait_for_ms(self.config_changed.wait(), min(left, _CHECK_S * 1000))
+            except asyncio.TimeoutError:
+                pass
         self.checkin(task)
 
     async def _supervise(self):
@@ -176,6 +200,7 @@ class Terminal:
             if used > self.heap_peak:
                 self.heap_peak = used  # sampled each second: the high-water mark the heartbeat reports
             now = self.clock.uptime_s()
+            self._watch_config(now)
             late = [name for name, (at, allow) in self._checkins.items() if now - at > allow]
             if not late:
                 self.watchdog.feed()
@@ -193,6 +218,22 @@ class Terminal:
             if self._reset_why:
                 raise Reset(self._reset_why)
             await asyncio.sleep(1)
+
+    def _watch_config(self, now):
+        # A new connection (CONNACK and the status PUBACK) proves the running config reaches the server: keep
+        # it. A long silence on a config that never did: restart on the copy that last did (once per file).
+        if self.uplink.connects != self._connects_seen:
+            self._connects_seen = self.uplink.connects
+            self.known_good.reached(self.cfg)
+        silent = self.known_good.tick(now, self.uplink.connected, self.cfg)
+        if silent is not None and not self._reset_why:
+            self.log.error("no server contact for %d s: back to the config that last reached it", silent)
+            try:
+                self.emit_event("config_fallback", {"silent_s": silent})
+            except OSError as e:  # a full flash must not keep the terminal on a config that cannot reach anyone
+                self.log.error("config_fallback event not stored: %s", e)
+            self.known_good.fall_back(self.cfg)
+            self.request_reset("config fallback")
 
     def _ladder_reset(self):
         # The last rung of the modem ladder. A reset loop helps nobody: at most one every _MIN_LADDER_RESET_S.
@@ -225,10 +266,14 @@ class Terminal:
             "at_timeouts": ms.get("timeouts", 0), "at_garbage": ms.get("garbage", 0),
             "modem_reboots": ms.get("rdy_unexpected", 0), "send_fail": ms.get("send_fail", 0),
             "mqtt_reconnects": self.uplink.reconnects, "outbox_dropped": self.outbox.dropped,
-            "outbox_corrupt": self.outbox.corrupt, "cmd_refused": self.commands.refused,
-            "cmd_dropped": self.commands.dropped, "server_fail": ms.get("server_fail", 0),
+            "outbox_corrupt": self.outbox.corrupt, "outbox_write_fail": self.outbox.write_fail,
+            "cmd_refused": self.commands.refused, "cmd_dropped": self.commands.dropped,
+            "server_fail": ms.get("server_fail", 0),
             "meter_undecodable": self.frozen.undecodable + self.meter_events.undecodable,
         }
+        for kind, _, _ in self.config_problems:
+            if kind != "file":
+                err["config_" + kind] = err.get("config_" + kind, 0) + 1  # config_unknown, config_bad
         ladder = {k: v for k, v in self.modem.ladder.items() if isinstance(v, int) and v}
         out = {k: v for k, v in err.items() if v}
         if ladder:
@@ -273,16 +318,25 @@ class Terminal:
 
     # -- config --------------------------------------------------------------
     def apply_config(self, changes):
-        """Apply validated `changes` at once and persist them atomically with the rest of the file."""
+        """Persist validated `changes` atomically with the rest of the file, then apply them at once.
+
+        Raises OSError when the file cannot be written: then nothing changes, in flash or in the running
+        terminal, so what the server was told is what the terminal will run after a reboot.
+        """
+        new = dict(self.cfg)
+        new.update(changes)
+        try:
+            config.save(self.cfg_path, config.overrides_of(new))
+        except OSError as e:
+            self.log.error("config.set of %s not saved, not applied: %s", ",".join(sorted(changes)), e)
+            raise
         self.cfg.update(changes)
         if "relocation_m" in changes:
             self.locating.pos.relocation_m = changes["relocation_m"]
         if "cmd_max_skew_s" in changes:
             self.commands.auth.max_skew_s = changes["cmd_max_skew_s"]
-        try:
-            config.save(self.cfg_path, config.overrides_of(self.cfg))
-        except OSError as e:
-            self.log.error("config not saved: %s", e)
+        self.config_changed.set()  # wake every sleep: their ends move with the new intervals
+        self.config_changed.clear()
         self.emit_event("config_changed", {"keys": sorted(changes)})
 
     # -- life cycle ----------------------------------------------------------
@@ -291,6 +345,11 @@ class Terminal:
         if self.reset_why:
             boot["why"] = self.reset_why
         self.emit_event("reboot", boot)
+        if self.config_problems:
+            try:
+                self.emit_event("config_problems", config.problem_keys(self.config_problems))
+            except OSError as e:  # the log and the heartbeat's counters still say it
+                self.log.error("config_problems event not stored: %s", e)
         for name in _ALLOW_S:
             self.checkin(name)
         tasks = [asyncio.create_task(guarded(name, coro, self._task_ended)) for name, coro in (
@@ -324,7 +383,19 @@ def _reset_cause():
         return "power"  # the unix port: a process start is a power-on
 
 
-def main(cfg_path=None):
+def _close(t):
+    # A second Ctrl-C (an impatient user, a launcher and a shell both signalling) must not turn the stop into a
+    # traceback half-way through closing the links: closing is idempotent, so simply finish it.
+    for _ in range(3):
+        try:
+            t.close()
+            return
+        except KeyboardInterrupt:
+            pass
+
+
+def _run(cfg_path):
+    """Run the terminal, and again after every reset, until Ctrl-C (KeyboardInterrupt) ends it."""
     cause = _reset_cause()
     log = logmod.get("bdmeter")
     while True:
@@ -333,9 +404,6 @@ def main(cfg_path=None):
         try:
             t = Terminal(cfg_path, cause)
             asyncio.run(t.run())
-        except KeyboardInterrupt:
-            log.info("stopped")
-            break
         except Reset as e:
             why = str(e)
         except Exception as e:  # noqa: BLE001 - a crash outside the tasks (the supervisor, start-up): reset too
@@ -346,7 +414,7 @@ def main(cfg_path=None):
             time.sleep(_CRASH_PAUSE_S)
         finally:
             if t is not None:
-                t.close()
+                _close(t)
         try:
             log.warning("resetting: %s", why)
         except MemoryError:
@@ -363,4 +431,17 @@ def main(cfg_path=None):
             pass
         cause = "soft"
         asyncio.new_event_loop()
+
+
+def main(cfg_path=None):
+    try:
+        _run(cfg_path)
+    except KeyboardInterrupt:
+        pass
+    for _ in range(3):
+        try:
+            logmod.get("bdmeter").info("stopped")
+            break
+        except KeyboardInterrupt:
+            pass
     sys.exit(0)

@@ -137,7 +137,10 @@ class Commands:
             checked = {k: config.check(k, v) for k, v in changes.items()}
         except config.ConfigError:
             raise Refused("bad_args")
-        self.t.apply_config(checked)
+        try:
+            self.t.apply_config(checked)
+        except OSError:
+            raise Refused("save_failed")  # not persisted, so not applied: the server must not believe it was
         return {"config": config.redacted(self.t.cfg, list(checked))}
 
     async def _sync_time(self, args):

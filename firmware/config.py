@@ -1,8 +1,12 @@
-"""Configuration: defaults in code, a JSON file on flash overrides them, validated on load.
+"""Configuration: defaults in code, a JSON file on flash overrides them, every key checked on load.
 
-A bad file never stops the terminal: the error is reported and the last good
-copy (kept beside it) or the defaults are used. Saving is atomic: write a temp
-file, close it, rename it over the old one (atomic on littlefs and POSIX).
+A problem in the file never stops the terminal and never costs it the rest of
+the file: an unknown key is ignored, a bad value of a known key falls back for
+that key alone (the last good copy's value, else the default), and every
+problem is listed. Only a file that is not a JSON object at all is replaced
+whole (by the last good copy, else the defaults). Secrets never appear in a
+message. Saving is atomic: write a temp file, close it, rename it over the old
+one (atomic on littlefs and POSIX).
 """
 
 import json
@@ -44,9 +48,11 @@ _DEFAULTS = {
     "link_backoff_max_s": 600,
     "server_backoff_max_s": 900,  # cap of the retry back-off while only the server is unreachable
     "outbox_max": 1000,
+    "outbox_reserve_kb": 32,  # flash the outbox leaves free for everything else (boot notes, config saves)
     "state_dir": "data",
     "wdt_ms": 30000,
     "log_level": "info",
+    "config_fallback_s": 21600,  # no server contact this long: back to the config that last reached it; 0: never
     # the meters' own records: daily freezes, event logs, clock discipline, plausibility
     "frozen_days_max": 62,  # catch-up depth in days (a meter keeps 62)
     "frozen_margin_s": 300,  # read the day's freeze this long after 00:00 meter time
@@ -64,10 +70,7 @@ _DEFAULTS = {
 # key -> (type or tuple of types, check or None, human description of the check)
 _INT = (int,)
 _NUM = (int, float)
-
-
-def _pos(v):
-    return 0 < v < float("inf")  # also refuses NaN; inf would be saved as a value JSON cannot read back
+_STR_MAX = 64  # AT commands and MQTT fields: nothing here needs more
 
 
 def _digits(v):
@@ -89,15 +92,29 @@ def _ident(v):
     return len(v) <= 64
 
 
+def _printable(v, limit=_STR_MAX):
+    """Printable ASCII without a double quote (it would end the quoted field of an AT command)."""
+    if len(v) > limit:
+        return False
+    for ch in v:
+        if not " " <= ch <= "~" or ch == '"':
+            return False
+    return True
+
+
+def _host(v):
+    return 0 < len(v) <= 253 and _printable(v, 253) and " " not in v
+
+
 def _endpoint(v):
     host, sep, port = v.rpartition(":")
-    return bool(sep and host and _digits(port) and 0 < int(port) < 65536)
+    return bool(sep and host and _digits(port) and len(port) <= 5 and 0 < int(port) < 65536)
 
 
 def _hexkey(v):
     if not v:
         return True
-    if len(v) % 2 or len(v) < 32:
+    if len(v) % 2 or not 32 <= len(v) <= 128:
         return False
     for ch in v:
         if ch not in "0123456789abcdefABCDEF":
@@ -106,17 +123,23 @@ def _hexkey(v):
 
 
 def _meters(v):
-    for a in v:
-        if not isinstance(a, str) or len(a) != 12 or not _digits(a):
+    if len(v) > 32:  # one RS-485 segment carries at most 32 unit loads
+        return False
+    for i, a in enumerate(v):
+        if not isinstance(a, str) or len(a) != 12 or not _digits(a) or a in v[:i]:
             return False
     return True
 
 
 def _inst(v):
-    for x in v:
-        if x not in ("v", "i", "p", "pf", "f"):
+    for i, x in enumerate(v):
+        if x not in ("v", "i", "p", "pf", "f") or x in v[:i]:
             return False
     return True
+
+
+def _between(lo, hi):
+    return lambda v: lo <= v <= hi  # also refuses NaN, and inf, which would be saved as a value JSON cannot read
 
 
 _RULES = {
@@ -124,55 +147,58 @@ _RULES = {
     "meter_uart": (str, _endpoint, "host:port"),
     "modem_uart": (str, _endpoint, "host:port"),
     "modem_ctl": (str, lambda v: not v or _endpoint(v), "host:port, or empty"),
-    "terminal_id": (str, _ident, "letters, digits, - _ . only (no + # /)"),
-    "topic_prefix": (str, lambda v: bool(v) and _ident(v), "letters, digits, - _ . only (no + # /)"),
-    "broker_host": (str, lambda v: bool(v), "a host name"),
-    "broker_port": (_INT, lambda v: 0 < v < 65536, "1..65535"),
-    "broker_user": (str, None, ""),
-    "broker_pass": (str, None, ""),
-    "keepalive_s": (_INT, lambda v: 10 <= v <= 3600, "10..3600"),
-    "apn": (str, None, ""),
-    "apn_user": (str, None, ""),
-    "apn_pass": (str, None, ""),
-    "gnssconfig": (_INT, lambda v: 0 <= v <= 15, "0..15"),
-    "meters": (list, _meters, "12-digit addresses"),
+    "terminal_id": (str, _ident, "letters, digits, - _ . only (no + # /), at most 64"),
+    "topic_prefix": (str, lambda v: bool(v) and _ident(v), "letters, digits, - _ . only (no + # /), 1..64"),
+    "broker_host": (str, _host, "a host name (1..253 printable characters, no spaces)"),
+    "broker_port": (_INT, _between(1, 65535), "1..65535"),
+    "broker_user": (str, _printable, "at most 64 printable ASCII characters, no \""),
+    "broker_pass": (str, _printable, "at most 64 printable ASCII characters, no \""),
+    "keepalive_s": (_INT, _between(10, 3600), "10..3600"),
+    "apn": (str, _printable, "at most 64 printable ASCII characters, no \""),
+    "apn_user": (str, _printable, "at most 64 printable ASCII characters, no \""),
+    "apn_pass": (str, _printable, "at most 64 printable ASCII characters, no \""),
+    "gnssconfig": (_INT, _between(0, 15), "0..15"),
+    "meters": (list, _meters, "up to 32 different 12-digit addresses"),
     "meter_baud": (_INT, lambda v: v in (1200, 2400, 4800, 9600), "1200, 2400, 4800 or 9600"),
-    "meter_timeout_ms": (_INT, lambda v: 100 <= v <= 10000, "100..10000"),
-    "poll_s": (_INT, lambda v: 1 <= v <= 86400, "1..86400"),
-    "heartbeat_s": (_INT, lambda v: 1 <= v <= 86400, "1..86400"),
-    "gnss_s": (_INT, lambda v: 1 <= v <= 86400, "1..86400"),
-    "relocation_m": (_NUM, _pos, "> 0"),
-    "hdop_max": (_NUM, _pos, "> 0"),
-    "min_sats": (_INT, lambda v: 1 <= v <= 64, "1..64"),
-    "inst": (list, _inst, "any of v, i, p, pf, f"),
+    "meter_timeout_ms": (_INT, _between(100, 10000), "100..10000"),
+    "poll_s": (_INT, _between(1, 86400), "1..86400"),
+    "heartbeat_s": (_INT, _between(1, 86400), "1..86400"),
+    "gnss_s": (_INT, _between(1, 86400), "1..86400"),
+    "relocation_m": (_NUM, _between(10, 100000), "10..100000"),
+    "hdop_max": (_NUM, _between(0.5, 50), "0.5..50"),
+    "min_sats": (_INT, _between(1, 64), "1..64"),
+    "inst": (list, _inst, "each of v, i, p, pf, f at most once"),
     "time_sync_meters": (bool, None, ""),
-    "meter_utc_offset_s": (_INT, lambda v: -50400 <= v <= 50400, "-50400..50400 (seconds east of UTC)"),
-    "cmd_key": (str, _hexkey, "hex, at least 16 bytes"),
-    "cmd_max_skew_s": (_INT, lambda v: 10 <= v <= 86400, "10..86400"),
-    "link_backoff_s": (_INT, lambda v: 1 <= v <= 600, "1..600"),
-    "link_backoff_max_s": (_INT, lambda v: 1 <= v <= 86400, "1..86400"),
-    "server_backoff_max_s": (_INT, lambda v: 1 <= v <= 86400, "1..86400"),
-    "outbox_max": (_INT, lambda v: 10 <= v <= 100000, "10..100000"),
-    "state_dir": (str, lambda v: bool(v), "a directory"),
-    "wdt_ms": (_INT, lambda v: 1000 <= v <= 600000, "1000..600000"),
+    "meter_utc_offset_s": (_INT, _between(-50400, 50400), "-50400..50400 (seconds east of UTC)"),
+    "cmd_key": (str, _hexkey, "hex, 16..64 bytes"),
+    "cmd_max_skew_s": (_INT, _between(10, 86400), "10..86400"),
+    "link_backoff_s": (_INT, _between(1, 600), "1..600"),
+    "link_backoff_max_s": (_INT, _between(1, 86400), "1..86400"),
+    "server_backoff_max_s": (_INT, _between(1, 86400), "1..86400"),
+    "outbox_max": (_INT, _between(10, 100000), "10..100000"),
+    "outbox_reserve_kb": (_INT, _between(8, 4096), "8..4096"),
+    "state_dir": (str, lambda v: bool(v) and _printable(v, 255), "a directory (1..255 printable characters)"),
+    "wdt_ms": (_INT, _between(1000, 600000), "1000..600000"),
     "log_level": (str, lambda v: v in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
-    "frozen_days_max": (_INT, lambda v: 1 <= v <= 62, "1..62"),
-    "frozen_margin_s": (_INT, lambda v: 0 <= v <= 7200, "0..7200"),
-    "frozen_window_s": (_INT, lambda v: 0 <= v <= 43200, "0..43200"),
-    "frozen_pace_ms": (_INT, lambda v: 0 <= v <= 10000, "0..10000"),
+    "config_fallback_s": (_INT, lambda v: v == 0 or 10 <= v <= 2592000, "0 (never) or 10..2592000"),
+    "frozen_days_max": (_INT, _between(1, 62), "1..62"),
+    "frozen_margin_s": (_INT, _between(0, 7200), "0..7200"),
+    "frozen_window_s": (_INT, _between(0, 43200), "0..43200"),
+    "frozen_pace_ms": (_INT, _between(0, 10000), "0..10000"),
     "meter_events_s": (_INT, lambda v: v == 0 or 60 <= v <= 86400, "0 (off) or 60..86400"),
     "meter_clock_check": (bool, None, ""),
     "meter_clock_sync": (bool, None, ""),
-    "meter_clock_threshold_s": (_INT, lambda v: 1 <= v <= 3600, "1..3600"),
-    "meter_clock_window_s": (_INT, lambda v: 1 <= v <= 3600, "1..3600"),
-    "meter_clock_guard_s": (_INT, lambda v: 0 <= v <= 3600, "0..3600"),
-    "meter_max_kw": (_NUM, _pos, "> 0"),
+    "meter_clock_threshold_s": (_INT, _between(1, 3600), "1..3600"),
+    "meter_clock_window_s": (_INT, _between(1, 3600), "1..3600"),
+    "meter_clock_guard_s": (_INT, _between(0, 3600), "0..3600"),
+    "meter_max_kw": (_NUM, _between(0.1, 1000000), "0.1..1000000"),
 }
 
 # What a server may change with config.set; everything else is forbidden_key.
 SETTABLE = ("poll_s", "heartbeat_s", "gnss_s", "relocation_m", "hdop_max", "min_sats", "inst",
             "time_sync_meters", "cmd_max_skew_s")
 SECRETS = ("cmd_key", "broker_pass", "apn_pass")
+_SHOW_MAX = 40  # characters of a value or key quoted in a message
 
 
 class ConfigError(ValueError):
@@ -186,31 +212,114 @@ def defaults():
     return d
 
 
+def _type_name(v):
+    if isinstance(v, bool):
+        return "a boolean"
+    if v is None:
+        return "null"
+    for t, name in ((int, "an integer"), (float, "a number"), (str, "a string"), (list, "a list"),
+                    (dict, "an object")):
+        if isinstance(v, t):
+            return name
+    return "a value"
+
+
+def _short(text):
+    return text if len(text) <= _SHOW_MAX else text[:_SHOW_MAX - 3] + "..."
+
+
+def shown(key, value):
+    """How `value` of `key` may appear in a message: a secret never (only its kind and length), others shortened."""
+    if key in SECRETS:
+        if isinstance(value, str):
+            return "%d characters (secret, not shown)" % len(value)
+        return "%s (secret, not shown)" % _type_name(value)
+    if isinstance(value, (list, dict)):
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError, RuntimeError):
+            text = _type_name(value)
+        return _short(text)
+    return _short(repr(value))
+
+
 def check(key, value):
-    """Validate one key; return the value (ints widened to float where numbers are allowed) or raise ConfigError."""
+    """Validate one key; return the value or raise ConfigError (whose message never shows a secret)."""
     rule = _RULES.get(key)
     if rule is None:
-        raise ConfigError("unknown key %r" % (key,))
+        raise ConfigError("unknown key %s" % _short(repr(key)))
     types, ok, what = rule
     if not isinstance(types, tuple):
         types = (types,)
     # bool is an int in Python: refuse it where a number is expected
-    if isinstance(value, bool) and bool not in types:
-        raise ConfigError("%s: expected %s, got a boolean" % (key, what or types[0].__name__))
-    if not isinstance(value, types):
-        raise ConfigError("%s: expected %s, got %r" % (key, what or types[0].__name__, value))
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        got = shown(key, value) if key in SECRETS else "%s %s" % (_type_name(value), shown(key, value))
+        raise ConfigError("%s: expected %s, got %s" % (key, what or types[0].__name__, got))
     if ok is not None and not ok(value):
-        raise ConfigError("%s: expected %s, got %r" % (key, what, value))
+        raise ConfigError("%s: expected %s, got %s" % (key, what, shown(key, value)))
     return value
 
 
-def validate(overrides):
-    """Defaults updated with `overrides` (a dict), every key checked; raises ConfigError."""
+def _distance(a, b):
+    """Edit distance (insert, delete, substitute, swap of neighbours), for 'did you mean'."""
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if prev2 is not None and i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[len(b)]
+
+
+def _suggest(key):
+    if not isinstance(key, str) or len(key) > _SHOW_MAX:
+        return ""
+    best, dist = None, 3
+    low = key.strip().lower()
+    for k in _RULES:
+        d = 0 if low == k else _distance(low, k)
+        if d < dist:
+            best, dist = k, d
+    return "; did you mean %s?" % best if best else ""
+
+
+def resolve(overrides, fallback=None):
+    """(cfg, problems): the defaults updated with every valid key of `overrides`.
+
+    An unknown key is ignored; a known key with a bad value keeps `fallback`'s
+    value (the last good copy) when that is valid, else the default. `problems`
+    lists every one of them as (kind, key, message), kind "unknown" or "bad",
+    in key order. Raises ConfigError only when `overrides` is not an object.
+    """
     if not isinstance(overrides, dict):
-        raise ConfigError("config must be a JSON object")
+        raise ConfigError("expected a JSON object, got %s" % _type_name(overrides))
     cfg = defaults()
-    for k, v in overrides.items():
-        cfg[k] = check(k, v)
+    problems = []
+    for k in sorted(overrides):
+        if k not in _RULES:
+            problems.append(("unknown", k, "unknown key %s ignored%s" % (_short(repr(k)), _suggest(k))))
+            continue
+        try:
+            cfg[k] = check(k, overrides[k])
+        except ConfigError as e:
+            used = "the default"
+            if isinstance(fallback, dict) and k in fallback:
+                try:
+                    cfg[k] = check(k, fallback[k])
+                    used = "the last good value"
+                except ConfigError:
+                    pass
+            problems.append(("bad", k, "%s; using %s" % (e, used)))
+    return cfg, problems
+
+
+def validate(overrides):
+    """Defaults updated with `overrides` (a dict), every key checked; raises ConfigError listing every problem."""
+    cfg, problems = resolve(overrides)
+    if problems:
+        raise ConfigError("; ".join(p[2] for p in problems))
     return cfg
 
 
@@ -223,36 +332,74 @@ def redacted(cfg, keys=None):
     return out
 
 
-def _read(path):
+def read(path):
+    """The parsed JSON of `path`; OSError when missing, ValueError (or RuntimeError when too deep) when not JSON."""
     with open(path) as f:
         return json.load(f)
 
 
+def _read_object(path):
+    try:
+        doc = read(path)
+    except (OSError, ValueError, RuntimeError, MemoryError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
 def load(path, log=None):
-    """The validated config from `path`; on any problem, the last good copy or the defaults. Returns (cfg, source)."""
-    for candidate, source in ((path, "file"), (path + ".good", "last good")):
-        try:
-            cfg = validate(_read(candidate))
-        except OSError:
-            if log and candidate == path:
-                log.warning("no config at %s", path)
-            continue
-        except (ValueError, ConfigError, RuntimeError, MemoryError) as e:  # bad syntax, too deep, too big
-            if log:
-                log.error("config %s refused: %s", candidate, e)
-            continue
-        if source == "file":
+    """(cfg, source, problems) from the file at `path`, key by key; source "file", "last good" or "defaults".
+
+    The last good copy (`path` + ".good") is the config last loaded, with
+    only valid values; it stands in, key by key, for bad values, and whole
+    for a file that is missing or not a JSON object. `problems` lists
+    (kind, key, message); kind "file" when the file was not used at all.
+    """
+    last = _read_object(path + ".good")
+    if last is not None:
+        last = overrides_of(resolve(last)[0])  # written by us, but perhaps by a firmware with other rules
+    problems = []
+    try:
+        doc = read(path)
+        if not isinstance(doc, dict):
+            raise ConfigError("expected a JSON object, got %s" % _type_name(doc))
+    except OSError:
+        doc = None
+        if log:
+            log.warning("no config at %s", path)
+    except (ValueError, RuntimeError, MemoryError) as e:  # bad syntax, too deep, too big, not an object
+        doc = None
+        problems.append(("file", "", "%s: not a JSON object (%s)" % (path, _short(str(e) or type(e).__name__))))
+    if doc is None:
+        cfg, source = (resolve(last)[0], "last good") if last is not None else (defaults(), "defaults")
+    else:
+        cfg, more = resolve(doc, last)
+        problems += more
+        source = "file"
+        good = overrides_of(cfg)
+        if good != last:
             try:
-                save(path + ".good", _read(path))
+                save(path + ".good", good)
             except OSError as e:
                 if log:
                     log.warning("cannot keep last good config: %s", e)
-        elif log:
-            log.warning("using the last good config %s", candidate)
-        return cfg, source
     if log:
-        log.warning("using the built-in defaults")
-    return defaults(), "defaults"
+        for kind, _, msg in problems:
+            (log.warning if kind == "unknown" else log.error)("config: %s", msg)
+        if source != "file":
+            log.warning("config: using the %s", "last good copy " + path + ".good" if last is not None
+                        else "built-in defaults")
+    return cfg, source, problems
+
+
+def problem_keys(problems):
+    """The config_problems event's data: {"unknown": [...], "bad": [...]} key names (shortened, at most 16 each)."""
+    out = {"unknown": [], "bad": []}
+    for kind, key, msg in problems:
+        if kind == "file":
+            out["file"] = _short(msg)
+        elif len(out[kind]) < 16:
+            out[kind].append(_short(key))
+    return out
 
 
 def save(path, data):

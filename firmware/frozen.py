@@ -53,7 +53,7 @@ class FrozenDays:
         self.master = master
         self.cfg = cfg
         self.clock = clock
-        self.store = store  # store(kind, body): into the outbox
+        self.store = store  # store(kind, body) -> seq, or None when the outbox could not write it
         self.log = log
         self.pause = pause  # awaitable factory between bus reads, else asyncio.sleep_ms(frozen_pace_ms)
         self.path = cfg["state_dir"] + _FILE
@@ -147,7 +147,10 @@ class FrozenDays:
                     raise _Shifted()
                 date = fz.date_text(tm)
                 ts, tsrc = self.clock.stamp()
-                self.store("frozen", payloads.frozen(ts, tsrc, addr, date, fz.stamp_text(tm), fwd, rev))
+                if self.store("frozen", payloads.frozen(ts, tsrc, addr, date, fz.stamp_text(tm), fwd, rev)) is None:
+                    self.behind = True  # the outbox could not write it: progress stays, retried later
+                    self.log.error("meter %s frozen %s not stored; retrying later", addr, date)
+                    return stored
                 self.progress[addr] = last = date  # after the record is on flash: a cut re-sends, never skips
                 meter_state.save(self.path, self.progress, self.log)
                 stored += 1

@@ -16,15 +16,26 @@ class _Handler(logging.Handler):
 
     def emit(self, record):
         t = time.ticks_ms()
-        self.stream.write("%d.%03d %s\n" % (t // 1000, t % 1000, self.formatter.format(record)))
+        text = self.formatter.format(record)
+        for secret in _secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        self.stream.write("%d.%03d %s\n" % (t // 1000, t % 1000, text))
 
 
 _handler = None
+_secrets = ()
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
 def level(name):
     return _LEVELS.get(name, logging.INFO)
+
+
+def hide(values):
+    """Every later log line shows these values (the config's secrets) as *** wherever they appear in it."""
+    global _secrets
+    _secrets = tuple(v for v in values if isinstance(v, str) and len(v) >= 3)
 
 
 def get(name, level=logging.INFO):

@@ -1,11 +1,11 @@
-"""The messages of docs/PROTOCOL.md (version 1): topic names and compact JSON bodies."""
+"""The messages of docs/PROTOCOL.md (version 2): topic names and compact JSON bodies."""
 
 import json
 
 from firmware import VERSION
 
-V = 1
-WILL = b'{"v":1,"state":"offline"}'
+V = 2
+WILL = b'{"v":2,"state":"offline"}'
 
 # DI -> key in the energy message's "kwh" object (DL/T 645-2007 data identifiers)
 ENERGY_DIS = (
@@ -98,7 +98,7 @@ def status_online(ts, tsrc):
 
 
 def register(ts, tsrc, why, meters, pos, imei, iccid, csq):
-    """The patent's packed message: meter address(es) with the position. `seq` is added by the outbox."""
+    """The patent's packed message: meter address(es) with the position. `inc` and `seq` are added by the outbox."""
     return {"v": V, "ts": ts, "tsrc": tsrc, "why": why, "meters": list(meters), "pos": pos,
             "imei": imei, "iccid": iccid, "fw": VERSION, "csq": csq}
 

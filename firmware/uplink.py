@@ -70,8 +70,9 @@ class Uplink:
         self._stream = None
         sock = await t.modem.open_socket(cfg["broker_host"], cfg["broker_port"], label="broker")
         self._stream = _SocketStream(sock, t.modem_errors)
+        # a user name without a password is valid MQTT; umqtt.simple then needs the empty password, not None
         s = Session(self._stream, t.tid, user=cfg["broker_user"] or None,
-                    password=cfg["broker_pass"] or None, keepalive=cfg["keepalive_s"],
+                    password=cfg["broker_pass"] if cfg["broker_user"] else None, keepalive=cfg["keepalive_s"],
                     on_message=t.commands.incoming, log=t.log)
         # Answers to commands that arrive while the rest of the connect runs (subscribe, status) go out on it.
         self.session = s

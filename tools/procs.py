@@ -18,6 +18,35 @@ ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"
 
 
+def take_terminal():
+    """Make this process's group the terminal's foreground group, so that a Ctrl-C reaches only it (and its
+    children), not `make` and the shell around it. Returns how to give the terminal back, or None when there is
+    no terminal or the process runs in the background."""
+    import sys
+
+    try:
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd):
+            return None
+        old = os.tcgetpgrp(fd)
+        if old != os.getpgrp():
+            return None
+        if os.getpgrp() != os.getpid():
+            os.setpgid(0, 0)
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background group may not take the terminal otherwise
+        os.tcsetpgrp(fd, os.getpgrp())
+    except (OSError, ValueError, AttributeError):
+        return None
+
+    def give_back():
+        try:
+            os.tcsetpgrp(fd, old)
+        except OSError:
+            pass
+
+    return give_back
+
+
 def free_port():
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
@@ -83,10 +112,18 @@ class Proc:
             self.p.wait(timeout=10)
         self._log.close()
 
-    def stop(self, timeout=5.0):
-        """SIGINT, then SIGKILL if it has not gone within `timeout`."""
+    def interrupt(self):
+        """SIGINT to the whole process group, as a terminal's Ctrl-C does (the launcher and MicroPython at once)."""
         if self.p.poll() is None:
-            self.signal(signal.SIGINT)
+            try:
+                os.killpg(self.p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, timeout=5.0):
+        """SIGINT to the group, then SIGKILL if it has not gone within `timeout`."""
+        if self.p.poll() is None:
+            self.interrupt()
             try:
                 self.p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

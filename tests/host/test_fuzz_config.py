@@ -1,10 +1,13 @@
-"""Fuzzing configuration: `validate` on random documents, `load` on random, truncated and corrupt files.
+"""Fuzzing configuration: `validate` and `resolve` on random documents, `load` on random, truncated and corrupt files.
 
 Pass for `validate`: a dict (every key known, every value accepted by `check`
-and writable as strict JSON) or `ConfigError`. Pass for `load`: it never
-raises and returns a config in which every key validates, from the file when
-the file is good, else from the last good copy when that is good, else the
-defaults.
+and writable as strict JSON) or `ConfigError`. Pass for `resolve`: a config
+that validates, in which every key of the document was either taken over or
+listed as a problem, and no problem message shows a secret. Pass for `load`:
+it never raises and returns a config in which every key validates: from the
+file key by key when the file is a JSON object (a bad value replaced by the
+last good copy's, else the default), else the last good copy when that is an
+object, else the defaults.
 """
 
 import json
@@ -34,6 +37,8 @@ def _good(rng, key):
         return rng.choice(("bdmeter", "861234567890123", "a-b_c.d", "x" * 64, "" if key == "terminal_id" else "t"))
     if key == "cmd_key":
         return rng.choice(("", "%064x" % rng.getrandbits(256), "AB" * 16))
+    if key == "config_fallback_s":
+        return rng.choice((0, 10, 21600, 2592000))
     if key == "meters":
         return ["%012d" % rng.randrange(10 ** 12) for _ in range(rng.randint(0, 3))]
     if key == "inst":
@@ -48,7 +53,7 @@ def _good(rng, key):
         return rng.choice((rng.uniform(0.01, 1e4), rng.randint(1, 10 ** 4)))
     if isinstance(d, int):
         return d + rng.choice((0, 0, 1, -1)) if d > 10 else d
-    return d if d else rng.choice(("x", "a b", "\u5317\u6597"))
+    return d if d else rng.choice(("x", "a b", "cmnet", "~" * 64))
 
 
 def _bad(rng, key):
@@ -155,7 +160,7 @@ def _deep_file_reproducer():
         with open(path, "w") as f:
             f.write("[" * 5000)
         try:
-            cfg, source = config.load(path)
+            cfg, source, _ = config.load(path)
         except RecursionError as e:
             raise AssertionError("RecursionError escaped load: %s" % e)
         assert source == "defaults"
@@ -216,6 +221,39 @@ def _validate_one(camp, active, rng):
         camp.outcome("validate_valid")
 
 
+def _resolve_one(camp, rng):
+    doc = _document(rng)
+    secrets = {}
+    if isinstance(doc, dict) and rng.randrange(3) == 0:  # a secret that is wrong, and must still not be shown
+        key = rng.choice(config.SECRETS)
+        doc[key] = secrets[key] = rng.choice((
+            "s3cr3t-%08x" % rng.getrandbits(32), "%062x" % rng.getrandbits(248),
+            "%064x" % rng.getrandbits(256) + "zz", 'pa"ss-%08x' % rng.getrandbits(32)))
+    try:
+        cfg, problems = config.resolve(doc, rng.choice((None, {}, {"poll_s": 77}, {"poll_s": "x"})))
+    except config.ConfigError:
+        camp.outcome("resolve_not_object" if not isinstance(doc, dict) else "resolve_refused_object")
+        if isinstance(doc, dict):
+            camp.fail(doc, "resolve refused an object")
+        return
+    except Exception as e:
+        camp.fail(doc, "%s escaped resolve: %s" % (type(e).__name__, e), e)
+        return
+    broken = _contract(cfg) or _ascii_digits(cfg)
+    listed = {p[1] for p in problems}
+    for k, v in doc.items():
+        if k not in listed and cfg.get(k) != v:
+            broken = broken or "%r neither taken over nor listed" % (k,)
+    text = "\n".join(p[2] for p in problems)
+    for v in secrets.values():
+        if v in text or v[:8] in text:
+            broken = broken or "a secret shown in a problem"
+    if broken:
+        camp.fail(doc, broken)
+    else:
+        camp.outcome("resolve_problems" if problems else "resolve_clean")
+
+
 # -- load ----------------------------------------------------------------------------------------
 def _file_bytes(rng):
     """Contents for a config file: good, bad, truncated, corrupt, random, deep, not UTF-8, empty."""
@@ -243,14 +281,27 @@ def _file_bytes(rng):
                        b'{"hdop_max": Infinity}', b'{"hdop_max": 1e999}', b"\xef\xbb\xbf{}"))
 
 
-def _expected(data):
-    """What load() must return for a file holding `data` (None: missing file): a validated cfg or None."""
+def _object(data):
+    """The JSON object a file holding `data` parses to (None: missing, not JSON, not an object)."""
     if data is None:
         return None
     try:  # load() reads in text mode: the locale's encoding, strict
-        return config.validate(json.loads(data.decode(_ENCODING)))
+        doc = json.loads(data.decode(_ENCODING))
     except (ValueError, RecursionError):
         return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _expected(main, last):
+    """(cfg, source) load() must return for these file contents (None: missing file)."""
+    last_doc = _object(last)
+    last_cfg = config.resolve(last_doc)[0] if last_doc is not None else None
+    doc = _object(main)
+    if doc is not None:
+        return config.resolve(doc, config.overrides_of(last_cfg) if last_cfg else None)[0], "file"
+    if last_cfg is not None:
+        return last_cfg, "last good"
+    return _DEFAULTS, "defaults"
 
 
 def _scratch():
@@ -265,7 +316,7 @@ def _load_one(camp, active, rng, path):
     _put(path, main)
     _put(good, last)
     try:
-        cfg, source = config.load(path)
+        cfg, source, _ = config.load(path)
     except RecursionError as e:
         if active["config-load-deep"]:
             camp.known_hit("config-load-deep")
@@ -283,15 +334,11 @@ def _load_one(camp, active, rng, path):
         camp.known_hit("config-unicode-digits")
         return
     if not broken:
-        want = _expected(main), "file"
-        if want[0] is None:
-            want = _expected(last), "last good"
-        if want[0] is None:
-            want = _DEFAULTS, "defaults"
+        want = _expected(main, last)
         if source != want[1] or cfg != want[0]:
             broken = "returned %s, expected %s" % (source, want[1])
-        elif source == "file" and _expected(_read(good)) != cfg:
-            broken = "the good file was not kept as the last good copy"
+        elif source == "file" and (_object(_read(good)) is None or config.resolve(_object(_read(good)))[0] != cfg):
+            broken = "the loaded config was not kept as the last good copy"
     if broken:
         camp.fail((main, last), broken)
     else:
@@ -314,6 +361,7 @@ def test_fuzz_config_files():
     path = os.path.join(d, "config.json")
     try:
         camp.run("validate", count(100_000), lambda rng: _validate_one(camp, active, rng))
+        camp.run("resolve", count(50_000), lambda rng: _resolve_one(camp, rng))
         # load is file I/O bound (about ten times the cost of validate): fewer inputs, same generators
         camp.run("load", count(25_000), lambda rng: _load_one(camp, active, rng, path))
     finally:

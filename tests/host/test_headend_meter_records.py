@@ -13,11 +13,13 @@ T = "bdmeter/%s/" % TID
 A, B = "000072007201", "000072007202"
 
 # docs/PROTOCOL.md examples, verbatim
-FROZEN = ('{"v":1,"seq":57,"ts":1795471500,"tsrc":"gnss","meter":"000072007201","date":"2026-11-27",'
+FROZEN = ('{"v":2,"inc":"5f3a9c01","seq":57,"ts":1795471500,"tsrc":"gnss","meter":"000072007201","date":"2026-11-27",'
           '"at":"2026-11-27T00:00","fwd":[1234.56,300.12,400.20,334.24,200.00],"rev":[1.50]}')
-EVENTS = ('{"v":1,"seq":61,"ts":1795474800,"tsrc":"gnss","meter":"000072007201","kind":"power_down","n":12,'
+EVENTS = ('{"v":2,"inc":"5f3a9c01","seq":61,"ts":1795474800,"tsrc":"gnss","meter":"000072007201",'
+          '"kind":"power_down","n":12,'
           '"start":"2026-11-27T13:05:09","end":"2026-11-27T14:00:00"}',
-          '{"v":1,"seq":62,"ts":1795478400,"tsrc":"gnss","meter":"000072007201","kind":"meter_cover","n":3,'
+          '{"v":2,"inc":"5f3a9c01","seq":62,"ts":1795478400,"tsrc":"gnss","meter":"000072007201",'
+          '"kind":"meter_cover","n":3,'
           '"start":"2026-11-27T15:30:00","end":"2026-11-27T15:31:10","kwh_before":[1240.10,1.50],'
           '"kwh_after":[1240.12,1.50]}')
 

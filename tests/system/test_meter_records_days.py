@@ -25,7 +25,7 @@ def _dates(rig):
 
 def test_fourteen_meter_days_with_outages(tmp_path):
     rig = TerminalRig(tmp_path, address=ADDR, start=False, meter_kw=2.0, speedup=1.0,
-                      cfg={"poll_s": 2, "meter_clock_check": False, "meter_max_kw": 1e9, "frozen_pace_ms": 0,
+                      cfg={"poll_s": 2, "meter_clock_check": False, "meter_max_kw": 1e6, "frozen_pace_ms": 0,
                            "meter_events_s": 60})
     try:
         meter = rig.bus.meter(ADDR)

@@ -68,7 +68,7 @@ def test_reports_status_register_energy_heartbeat(rig):
     assert late[0][0]["state"] == "online" and late[0][1] is True
 
     reg = [r for r in rig.of("register") if r.get("pos")][0]
-    assert reg["meters"] == [ADDR] and reg["imei"] == IMEI and reg["v"] == 1
+    assert reg["meters"] == [ADDR] and reg["imei"] == IMEI and reg["v"] == 2 and len(reg["inc"]) == 8
     assert distance_m(reg["pos"]["lat"], reg["pos"]["lon"], HOME[0], HOME[1]) < 30, reg["pos"]
     served = _served_fwd(rig)
     for e in energy:

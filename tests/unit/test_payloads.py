@@ -9,8 +9,8 @@ def test_short_heartbeat_stays_small():
     # regression: full heartbeats every 5 minutes cost ~150 KB/day; the short form keeps the terminal < 64 KB/day
     body = payloads.dumps(payloads.heartbeat(1795430700, "gnss", 31536000, 31, True, 1000))
     assert len(body) <= 100, body
-    assert json.loads(body) == {"v": 1, "ts": 1795430700, "tsrc": "gnss", "up": 31536000, "csq": 31, "fix": True,
-                                "outbox": 1000}
+    assert json.loads(body) == {"v": payloads.V, "ts": 1795430700, "tsrc": "gnss", "up": 31536000, "csq": 31,
+                                "fix": True, "outbox": 1000}
 
 
 def test_full_heartbeat_adds_health():
@@ -21,7 +21,7 @@ def test_full_heartbeat_adds_health():
 
 def test_energy_and_resp_shapes():
     e = payloads.energy(1795430415, "gnss", "000072007201", {"fwd": 1234.56}, {"p": 0.41})
-    assert e == {"v": 1, "ts": 1795430415, "tsrc": "gnss", "meter": "000072007201", "kwh": {"fwd": 1234.56},
+    assert e == {"v": payloads.V, "ts": 1795430415, "tsrc": "gnss", "meter": "000072007201", "kwh": {"fwd": 1234.56},
                  "inst": {"p": 0.41}}
     ok = json.loads(payloads.resp("q1", 5, "net", {"a": 1}))
     assert ok["ok"] is True and ok["result"] == {"a": 1} and "error" not in ok
@@ -59,3 +59,10 @@ def test_fixed_decimals_keep_the_meters_digits():
     for part in ('"v":[229.8]', '"i":[-1.234]', '"p":0.8957', '"pf":0.980', '"f":50.01', '"fwd":0.01'):
         assert part in text, text
     assert json.loads(text)["inst"]["p"] == 0.8957
+
+
+def test_contract_version_2():
+    # records carry the outbox incarnation (`inc`) since version 2
+    assert payloads.V == 2
+    assert json.loads(payloads.WILL) == {"v": 2, "state": "offline"}
+    assert json.loads(payloads.status_online(1, "net"))["v"] == 2

@@ -119,6 +119,7 @@ class Terminal:
             self.cut_at -= 1
             if self.cut_at <= 0:
                 raise PowerCut()
+        return 1
 
 
 async def main(port, cport, plan):

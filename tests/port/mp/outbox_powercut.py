@@ -1,15 +1,19 @@
 """Power cuts under the outbox, on littlefs: a block device that stops writing after N block writes.
 
-    micropython tests/port/mp/outbox_powercut.py <trials> <seed>
+    micropython -X heapsize=8M tests/port/mp/outbox_powercut.py <cut points> <seed>
 
-Each trial formats a fresh littlefs (vfs.VfsLfs2) on a RAM block device,
-runs puts and acks until the device "loses power" at a random block write
-(the write in progress lands only partly), then remounts a copy of what
-reached the flash and checks: the filesystem mounts, the outbox opens,
-no record is corrupt, every record whose put had returned (and whose ack had
-not begun) is there, and no sequence number is reused. Prints one JSON summary.
+Trials run until <cut points> of them were cut. Each trial formats a fresh
+littlefs (vfs.VfsLfs2, 4 KB blocks, ESP32 or RP2 settings) on a RAM block
+device, small enough that some trials fill it, runs
+puts and acks until the device "loses power" at a random block write (the write
+in progress lands only partly), then remounts a copy of what reached the flash
+and checks: the filesystem mounts, the outbox opens with its incarnation, no
+record is damaged, every record after the head whose put had returned is there
+in order, every record that went was acknowledged or counted as dropped, nothing
+acknowledged comes back, and no sequence number is reused. Prints one JSON summary.
 """
 
+import gc
 import json
 import random
 import sys
@@ -21,9 +25,9 @@ import vfs  # noqa: E402
 
 from firmware.outbox import Outbox  # noqa: E402
 
-_BS = const(512)  # noqa: F821 - micropython builtin
-_BLOCKS = const(256)  # noqa: F821
+_BS = const(4096)  # noqa: F821 - micropython builtin
 _MOUNT = "/pcut"
+_SETTINGS = ({}, {"progsize": 256})  # ESP32 (VfsLfs2 defaults), RP2 (rp2.Flash needs 256-byte programs)
 
 
 class PowerCut(Exception):
@@ -33,8 +37,15 @@ class PowerCut(Exception):
 class CutDevice:
     """littlefs block device whose power fails at write number `budget` (that write lands partly)."""
 
-    def __init__(self, data=None, budget=None, rng=None):
-        self.data = bytearray(data) if data is not None else bytearray(b"\xff" * (_BS * _BLOCKS))
+    def __init__(self, blocks, data=None, budget=None, rng=None):
+        self.blocks = blocks
+        if data is None:
+            data = bytearray(_BS * blocks)
+            for i in range(len(data)):
+                data[i] = 0xFF
+            self.data = data
+        else:
+            self.data = bytearray(data)
         self.budget = budget
         self.writes = 0
         self.rng = rng
@@ -62,7 +73,7 @@ class CutDevice:
 
     def ioctl(self, op, arg):
         if op == 4:
-            return _BLOCKS
+            return self.blocks
         if op == 5:
             return _BS
         if op == 6:  # erase: littlefs erases before programming
@@ -74,8 +85,8 @@ class CutDevice:
         return 0
 
 
-def _mount(dev):
-    vfs.mount(vfs.VfsLfs2(dev), _MOUNT)
+def _mount(dev, opts):
+    vfs.mount(vfs.VfsLfs2(dev, **opts), _MOUNT)
 
 
 def _umount():
@@ -85,87 +96,115 @@ def _umount():
         pass
 
 
+def _open(cap):
+    return Outbox(_MOUNT + "/state", capacity=cap, reserve=16384)
+
+
 def trial(rng, budget):
-    dev = CutDevice()
-    vfs.VfsLfs2.mkfs(dev)
-    _mount(dev)
+    opts = _SETTINGS[rng.randint(0, 1)]
+    blocks = rng.choice((16, 24, 64))  # 64 and 96 KB fill up in many trials, 256 KB rarely
+    cap = rng.choice((12, 1000))
+    ack_p = rng.choice((0.05, 0.4))
+    dev = CutDevice(blocks)
+    vfs.VfsLfs2.mkfs(dev, **opts)
+    _mount(dev, opts)
     dev.budget = budget
     dev.rng = rng
-    model = []  # what the outbox must hold: puts that returned, minus acks that returned, ring-bounded
+    model = []  # seqs of returned puts, not acknowledged, not dropped: what the outbox must hold
     highest = 0
-    acking = None
-    putting = None
+    acking = putting = None
+    inc = None
+    dropped = 0  # the drop counter after the last operation that returned
     try:
-        ob = Outbox(_MOUNT + "/state", capacity=12)
+        ob = _open(cap)
+        inc = ob.inc
+        dropped = ob.dropped
         for _ in range(400):
-            if ob.peek(1) and rng.random() < 0.4:
-                seq = ob.peek(1)[0][0]
-                acking = seq
-                ob.ack(seq)
-                model.remove(seq)
+            # The outbox counts and survives failed writes, so a cut may not raise out of it: an operation
+            # during which the device died is the one in flight, whatever it returned.
+            if model and rng.random() < ack_p:
+                acking = model[0]
+                ob.ack(acking)
+                if dev.dead:
+                    break
+                model.pop(0)
                 acking = None
             else:
                 putting = ob.next_seq
-                seq = ob.put("energy", {"kwh": {"fwd": rng.random() * 1000}, "pad": "x" * rng.randint(0, 200)})
-                model.append(seq)
-                highest = seq
-                while len(model) > 12:
-                    model.pop(0)
+                seq = ob.put("energy", {"kwh": {"fwd": rng.random() * 1000}, "pad": "x" * rng.randint(100, 200)})
+                if dev.dead:
+                    break
+                if seq is not None:
+                    model.append(seq)
+                highest = putting
                 putting = None
+            model = [s for s in model if s > ob.acked]
+            dropped = ob.dropped
     except (PowerCut, OSError) as e:
         # closing files on the dead device fails too (EILSEQ): what matters is that power was cut
         if not dev.dead:
             _umount()
-            return False, ["workload failed before any cut: %r" % (e,)], None
+            return False, ["workload failed before any cut: %r" % (e,)], False
     cut = dev.dead
+    full = cap == 1000 and dropped > 0  # drops with a ring this large: the flash filled up
     _umount()
     # power back: mount what reached the flash
-    dev2 = CutDevice(dev.data)
-    _mount(dev2)
+    dev2 = CutDevice(blocks, dev.data)
+    _mount(dev2, opts)
+    problems = []
     try:
-        ob = Outbox(_MOUNT + "/state", capacity=12)
-        recs = ob.peek(1000)
-        present = [r[0] for r in recs]
-        problems = []
+        ob = _open(cap)
+        present = [r[0] for r in ob.peek(100000)]
         if ob.corrupt:
-            problems.append("corrupt records: %d" % ob.corrupt)
-        if present != sorted(present):
-            problems.append("out of order")
-        # an ack in flight may or may not have landed; a put in flight may have dropped the oldest already
-        must = [s for s in model if s != acking]
-        if putting is not None and len(model) == 12:
-            must = must[1:]
-        missing = [s for s in must if s not in present]
-        if missing:
-            problems.append("lost %s (present %s)" % (missing, present))
-        extra = [s for s in present if s not in model and s != putting and s != acking]
+            problems.append("damaged records: %d" % ob.corrupt)
+        if inc is not None and ob.inc != inc:
+            problems.append("incarnation changed %s -> %s" % (inc, ob.inc))
+        if any(b <= a for a, b in zip(present, present[1:])):
+            problems.append("out of order %s" % present)
+        cands = model + ([putting] if putting is not None else [])
+        extra = [s for s in present if s not in cands]
         if extra:
             problems.append("resurrected %s" % extra)
-        if ob.next_seq <= highest:
+        missing = [s for s in model if s > ob.acked and s not in present]
+        if missing:
+            problems.append("lost %s (present %s)" % (missing, present))
+        gone = [s for s in cands if s <= ob.acked and s != acking]
+        if ob.dropped - dropped != len(gone):
+            problems.append("drops not counted: %d gone (%s), counter %d -> %d" % (len(gone), gone, dropped,
+                                                                                 ob.dropped))
+        if acking is not None and ob.acked > acking:
+            problems.append("ack of %d moved the head to %d" % (acking, ob.acked))
+        if ob.next_seq <= highest or (putting is not None and putting in present and ob.next_seq <= putting):
             problems.append("seq reuse: next %d <= %d" % (ob.next_seq, highest))
-        ob.put("event", {"kind": "reboot"})  # the outbox still works after the cut
+        if ob.put("event", {"kind": "reboot"}) is None:  # the outbox still works after the cut
+            problems.append("boot event not stored after the cut")
     except Exception as e:  # any failure to mount or open is what we are looking for
-        problems = ["after cut: %r" % (e,)]
+        problems.append("after cut: %r" % (e,))
     _umount()
-    return cut, problems, putting
+    return cut, problems, full
 
 
-def main(trials, seed):
+def main(want, seed):
     rng = random.Random(seed) if hasattr(random, "Random") else None
     if rng is None:
         random.seed(seed)
         rng = random
-    cuts = failures = 0
+    cuts = failures = fulls = 0
     first = []
-    for _ in range(trials):
-        budget = rng.randint(1, 600)
-        cut, problems, _ = trial(rng, budget)
+    trials = 0
+    while cuts < want and trials < 2 * want:  # until `want` trials were cut at a random write
+        gc.collect()
+        trials += 1
+        budget = rng.randint(1, 1500)
+        cut, problems, full = trial(rng, budget)
         cuts += cut
+        fulls += full
         if problems:
             failures += 1
             if len(first) < 5:
                 first.append({"budget": budget, "problems": problems})
-    print(json.dumps({"trials": trials, "cut_points": cuts, "failures": failures, "examples": first}))
+    print(json.dumps({"trials": trials, "cut_points": cuts, "failures": failures,
+                      "flash_filled": fulls, "examples": first}))
     print("%d passed, %d failed" % (trials - failures, failures))
 
 

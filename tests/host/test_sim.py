@@ -1,0 +1,126 @@
+"""`make sim`: every component starts, the terminal comes online at the head-end, one Ctrl-C stops them all."""
+
+import fcntl
+import os
+import re
+import signal
+import subprocess
+import sys
+import termios
+import threading
+import time
+
+import pytest
+
+from harness import ROOT, free_port
+
+pytestmark = pytest.mark.system
+
+
+def _gone(pgid):
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_sim_starts_everything_and_one_ctrl_c_stops_everything(tmp_path):
+    log = tmp_path / "sim.log"
+    argv = [sys.executable, "-m", "tools.sim_all", "--dir", str(tmp_path / "sim")]
+    for opt in ("--mqtt-port", "--meter-port", "--modem-port", "--modem-ctl-port"):
+        argv += [opt, str(free_port())]  # not the documented defaults: other runs may hold those
+    with open(log, "wb") as out:
+        p = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    pids = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "is online at the head-end" not in log.read_text():
+            assert p.poll() is None, log.read_text()[-4000:]
+            time.sleep(0.2)
+        text = log.read_text()
+        assert "terminal 861234567890123 is online at the head-end" in text, text[-4000:]
+        pids = {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text)}
+        assert sorted(pids) == ["firmware", "headend", "meter", "modem", "mqtt"], text[-4000:]
+        for name in ("mqtt", "meter", "modem", "headend", "firmware"):  # every line says whose it is
+            assert re.search(r"^%-8s \| " % name, text, re.M), name
+        os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        rc = p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+        for pid in pids.values() if isinstance(pids, dict) else ():
+            if not _gone(pid):
+                os.killpg(pid, signal.SIGKILL)
+    text = log.read_text()
+    assert rc == 0, text[-4000:]
+    assert "Traceback" not in text, text[-4000:]
+    assert "stopped: " in text and "firmware 0" in text, text[-2000:]
+    left = [name for name, pid in pids.items() if not _gone(pid)]
+    assert not left, "still running after the stop: %s" % left
+
+
+def test_ctrl_c_under_make_sim_on_a_terminal_stops_everything_exit_0(tmp_path):
+    master, slave = os.openpty()
+
+    def controlling_terminal():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    ports = " ".join("%s %d" % (opt, free_port()) for opt in ("--mqtt-port", "--meter-port", "--modem-port",
+                                                               "--modem-ctl-port"))
+    p = subprocess.Popen(["make", "sim", "SIM_ARGS=--dir %s %s" % (tmp_path / "sim", ports)], cwd=ROOT, stdin=slave,
+                         stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
+    os.close(slave)
+    chunks = []
+
+    def read():
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: every process holding the terminal has gone
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def text():
+        return b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+
+    pids = {}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "is online at the head-end" not in text() and p.poll() is None:
+            time.sleep(0.2)
+        assert "is online at the head-end" in text(), text()[-4000:]
+        pids = {name: int(pid) for name, pid in re.findall(r"started (\w+) \(pid (\d+)\)", text())}
+        os.write(master, b"\x03")  # Ctrl-C, through the terminal's line discipline
+        rc = p.wait(timeout=60)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+        for pid in pids.values():
+            if not _gone(pid):
+                os.killpg(pid, signal.SIGKILL)
+        reader.join(timeout=5)
+        os.close(master)
+    out = text()
+    assert rc == 0, out[-3000:]
+    assert "make: ***" not in out and "Interrupt" not in out and "Traceback" not in out, out[-3000:]
+    assert "sim      | Ctrl-C: stopping" in out and "firmware 0" in out, out[-2000:]
+    assert len(pids) == 5 and not [n for n, pid in pids.items() if not _gone(pid)]
+
+
+def test_sim_refuses_a_bad_config_before_starting_anything(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"pol_s": 60, "poll_s": 0}')
+    p = subprocess.run([sys.executable, "-m", "tools.sim_all", "--config", str(bad), "--dir", str(tmp_path / "sim")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "pol_s" in p.stdout and "poll_s" in p.stdout and "started" not in p.stdout, p.stdout
