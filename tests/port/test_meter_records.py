@@ -117,6 +117,15 @@ def test_catch_up_after_70_days_down_with_a_power_cut_in_the_middle(rig):
     assert len(recs) == 2 + 62 + 1  # the record at the cut reached flash before its progress: sent twice
 
 
+def test_a_freeze_the_outbox_could_not_write_is_read_again(rig):
+    bus = rig()
+    start_day(bus)
+    bus.meter(A).advance(5 * 86400)
+    lines, _ = run(bus, rig.dir, [["refuse_at", 3], ["frozen"], ["frozen"]])
+    assert lines[1]["stored"] == 2 and lines[2]["stored"] == 5  # stopped at the third, resumed there
+    check_frozen(bus, rig.dir, [f["date"] for f in bus.meter(A).freezes()])
+
+
 def test_frozen_days_max_limits_catch_up(rig):
     bus = rig()
     start_day(bus)

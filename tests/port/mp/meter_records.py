@@ -8,7 +8,8 @@ plan: {"state_dir": path, "records": path (JSON lines appended: {"kind": k, "bod
 "master": {Master options}, "clock_offset_s": trusted UTC minus this process's time.time(), "tsrc": "gnss",
 "cfg": {overrides}, "steps": [...]}; a step is ["frozen"], ["events"], ["clock"], ["poll"],
 ["control", {request}], ["restart"] (new modules on the same state_dir, as after a reset),
-["cut_at", k] (the k-th record stored from now on reaches flash, then the power fails: the step ends).
+["cut_at", k] (the k-th record stored from now on reaches flash, then the power fails: the step ends),
+["refuse_at", k] (the outbox fails to write the k-th record from now on: store returns None).
 """
 
 import sys
@@ -97,6 +98,7 @@ class Terminal:
         self.log = Log()
         self.records_path = plan["records"]
         self.cut_at = None
+        self.refuse_at = None
         self.events = []
         self.meters = meters
         self.metering = Metering(self)
@@ -113,6 +115,11 @@ class Terminal:
         self.store("event", payloads.event(self.clock.now(), self.clock.source, kind, data))
 
     def store(self, kind, body):
+        if self.refuse_at is not None:
+            self.refuse_at -= 1
+            if self.refuse_at <= 0:
+                self.refuse_at = None
+                return None
         with open(self.records_path, "a") as f:
             f.write(payloads.dumps({"kind": kind, "body": body}) + "\n")
         if self.cut_at is not None:
@@ -137,6 +144,8 @@ async def main(port, cport, plan):
                 out["ok"] = control(cport, step[1])
             elif step[0] == "cut_at":
                 t.cut_at = step[1]
+            elif step[0] == "refuse_at":
+                t.refuse_at = step[1]
             elif step[0] == "frozen":
                 out["ok"] = await t.frozen.round(t.meters)
                 out["stored"] = t.frozen.stored
