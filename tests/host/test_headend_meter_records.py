@@ -128,3 +128,23 @@ def test_commands(store, tmp_path, capsys):
     assert [e["n"] for e in json.loads(capsys.readouterr().out)] == [12]
     assert cli.main(["days", "--db", db, "--from", "2026-11-03", "--to", "2026-11-01"]) == 2
     assert cli.main(["days", "--db", db, "--from", "yesterday", "--to", "2026-11-01"]) == 2
+
+
+def test_a_version_2_database_gains_the_tables(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v2.db"
+    s = Store(path)
+    s.close()
+    db = sqlite3.connect(str(path))
+    db.execute("DROP TABLE frozen")
+    db.execute("DROP TABLE meter_events")
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    s = Store(path)
+    try:
+        assert s.migrated is False and s.query("PRAGMA user_version")[0][0] == 3
+        assert Ingest(s).handle(T + "frozen", FROZEN.encode()) == "stored"
+    finally:
+        s.close()
