@@ -11,12 +11,13 @@ PYTEST_ARGS ?=
 PYTEST_JOBS ?= 3
 SIM_ARGS ?=
 
-.PHONY: all venv deps mpy romfs typings typecheck test unit lint run sim deploy bench soak demo clean help
+.PHONY: all venv deps mpy romfs typings typecheck test unit lint run sim deploy bench soak demo clean help web-deps
 
 all: test
 
 help:
-	@echo "make demo    - fleet of simulated terminals, head-end, status table, query, regional map"
+	@echo "make demo    - fleet of simulated terminals, head-end, status table, query, regional map, line loss"
+	@echo "make demo SERVE=1 - the same, then the web dashboard on it until Ctrl-C"
 	@echo "make test    - lint + unit tests on CPython and MicroPython + port and system tests"
 	@echo "make bench   - benchmarks, printed and written to build/bench.json"
 	@echo "make soak    - long soak with seeded faults and power cuts"
@@ -27,6 +28,7 @@ help:
 	@echo "make run CONFIG=cfg.json     - check the config, then run the firmware under the unix port"
 	@echo "make sim [CONFIG=cfg.json] [SIM_ARGS='--mqtt-port 11883'] - mosquitto, simulators, head-end, firmware"
 	@echo "make deploy PORT=/dev/ttyACM0 CONFIG=cfg.json [DRY_RUN=1] - ROMFS image (or .mpy files) to a board"
+	@echo "make web-deps - install the dashboard's pinned npm libraries into tools/headend/web/node_modules"
 
 $(VENV)/.installed: requirements-dev.txt tools/bootstrap.sh
 	@bash tools/bootstrap.sh
@@ -38,6 +40,13 @@ build/lib/.pins: requirements-mpy.txt $(VENV)/.installed
 	@$(MP) -c "import sys; sys.path.insert(0, 'build/lib'); from umqtt.simple import MQTTClient; import logging; print('deps import under the unix port: umqtt.simple, logging')"
 
 deps: build/lib/.pins
+
+WEB := tools/headend/web
+$(WEB)/node_modules/.installed: $(WEB)/package-lock.json
+	@cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error >/dev/null
+	@touch $@
+
+web-deps: $(WEB)/node_modules/.installed
 
 mpy: deps
 	@$(PY) tools/build_mpy.py
@@ -54,7 +63,7 @@ typings: venv
 typecheck: typings deps
 	@$(PY) -m tools.typecheck
 
-test: lint mpy typecheck
+test: lint mpy typecheck web-deps
 	@$(PY) -m pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 unit: venv deps
@@ -80,8 +89,9 @@ bench: mpy
 soak: mpy
 	@$(PY) -m tools.soak
 
-demo: mpy
-	@$(PY) -m tools.demo
+# SERVE=1: keep the demo running and serve the dashboard on it until Ctrl-C
+demo: mpy web-deps
+	@$(PY) -m tools.demo $(if $(SERVE),--serve)
 
 clean:
 	rm -rf build

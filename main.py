@@ -26,4 +26,9 @@ _paths()
 from firmware import app  # noqa: E402
 
 gc.threshold(-1)  # loaded: collect only when an allocation needs it
-app.main(sys.argv[1] if len(sys.argv) > 1 else None)
+try:
+    app.main(sys.argv[1] if len(sys.argv) > 1 else None)
+except KeyboardInterrupt:
+    # A second Ctrl-C (a terminal signals the whole process group, then an impatient user) can land after
+    # app.main has stopped the terminal: it is stopped all the same, so end quietly with status 0.
+    pass

@@ -64,7 +64,7 @@ class Terminal:
         makedirs(cfg["state_dir"])
         self.reset_note = cfg["state_dir"] + _RESET_NOTE
         self.reset_why = take_reset_note(self.reset_note)
-        self.clock = Clock()
+        self.clock = Clock(on_refused=self._clock_refused)
         self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps,
                              reserve=cfg["outbox_reserve_kb"] * 1024)
         self.tid = cfg["terminal_id"]
@@ -74,6 +74,7 @@ class Terminal:
         self.iccid = None
         self._reset_why = None
         self.heap_peak = 0
+        self.mqtt_counters = {}  # totals over every MQTT session ("oversize")
         self._checkins = {}
         self._last_time_sync = None
         self._modem_ready = False
@@ -269,6 +270,7 @@ class Terminal:
             "outbox_corrupt": self.outbox.corrupt, "outbox_write_fail": self.outbox.write_fail,
             "cmd_refused": self.commands.refused, "cmd_dropped": self.commands.dropped,
             "server_fail": ms.get("server_fail", 0),
+            "mqtt_oversize": self.mqtt_counters.get("oversize", 0), "clock_refused": self.clock.refused,
             "meter_undecodable": self.frozen.undecodable + self.meter_events.undecodable,
         }
         for kind, _, _ in self.config_problems:
@@ -310,7 +312,13 @@ class Terminal:
                     sent_err, connects = err, self.uplink.connects
             self.led.on() if self.uplink.connected else self.led.off()
 
+    def _clock_refused(self, src, delta_s):
+        self.log.warning("%s time refused: %+d s from the clock, not confirmed by the other source", src, delta_s)
+        self.emit_event("clock_refused", {"src": src, "delta_s": delta_s})
+
     async def maybe_sync_meter_time(self):
+        if not self.clock.agreed:
+            return  # never set the meters from a clock its sources dispute
         now = self.clock.uptime_s()
         if self._last_time_sync is None or now - self._last_time_sync >= _TIME_SYNC_EVERY_S:
             if await self.metering.sync_time():
@@ -444,4 +452,3 @@ def main(cfg_path=None):
             break
         except KeyboardInterrupt:
             pass
-    sys.exit(0)

@@ -3,9 +3,9 @@
 import asyncio
 
 from firmware import config, payloads
-from firmware.auth import Auth, Refused
+from firmware.auth import MAX_ENVELOPE, Auth, Refused
 
-_QUEUE_MAX = 8  # commands waiting to run; more are dropped and counted (a flood, not a server)
+_QUEUE_MAX = 8  # commands waiting to run; past it the oldest are dropped and counted (a flood, not a server)
 _QUERY_WHAT = ("address", "position", "energy")
 
 
@@ -13,7 +13,7 @@ class Commands:
     def __init__(self, t):
         self.t = t
         cfg = t.cfg
-        self.auth = Auth(t.tid, cfg["cmd_key"], cfg["cmd_max_skew_s"], cfg["state_dir"] + "/nonces.json", t.log)
+        self.auth = Auth(t.tid, cfg["cmd_key"], cfg["cmd_max_skew_s"], cfg["state_dir"] + "/nonces.bin", t.log)
         self.executed = 0
         self.dropped = 0
         self._queue = []
@@ -33,11 +33,15 @@ class Commands:
         return self.auth.refused
 
     def incoming(self, topic, msg):
-        """MQTT callback (runs in the session's reader): queue, never work here."""
+        """MQTT callback (runs in the session's reader): queue, never work here.
+
+        What is too large to be a command is not kept: only the fact is queued, to be answered `too_large`,
+        so a full queue holds at most _QUEUE_MAX envelopes of MAX_ENVELOPE bytes. A full queue (a flood)
+        gives up its oldest: what the server sends after a flood is still run."""
         if len(self._queue) >= _QUEUE_MAX:
             self.dropped += 1
-            return
-        self._queue.append(msg)
+            self._queue.pop(0)
+        self._queue.append(None if len(msg) > MAX_ENVELOPE else msg)
         self._ready.set()
 
     async def run(self):
@@ -58,6 +62,9 @@ class Commands:
         t = self.t
         now = t.clock.now()
         try:
+            if msg is None:
+                self.auth.refused += 1
+                raise Refused("too_large")
             body = self.auth.check(msg, now, t.clock.source in ("gnss", "net", "rtc"))
         except Refused as e:
             t.log.warning("command refused: %s", e.code)
@@ -144,7 +151,7 @@ class Commands:
         return {"config": config.redacted(self.t.cfg, list(checked))}
 
     async def _sync_time(self, args):
-        if not await self.t.metering.sync_time():
+        if not self.t.clock.agreed or not await self.t.metering.sync_time():
             raise Refused("no_clock")
         ts, tsrc = self.t.clock.stamp()
         return {"sent": True, "ts": ts, "tsrc": tsrc}

@@ -10,6 +10,7 @@ from firmware.position import Position, acceptable
 
 _LOST_AFTER = 3  # intervals without an acceptable fix before GNSS is reported lost
 _SAVE_EVERY = 20  # fixes folded in between saves of the averaged position
+_NET_CHECK_S = 600  # at most this often, network time is read to cross-check GNSS time
 
 
 class Locating:
@@ -26,6 +27,7 @@ class Locating:
         self._lost = False
         self._had_fix = False
         self._since_save = 0
+        self._net_checked = None  # uptime of the last network-time read asked for by the clock
         try:
             with open(self.path) as f:
                 self.pos.restore(json.load(f))
@@ -127,4 +129,24 @@ class Locating:
                     except t.modem_errors:
                         pass
             self._track(got)
+            await self._cross_check()
             await t.sleep_checked("gnss", t.cfg["gnss_s"])
+
+    async def _cross_check(self):
+        """Read network time when the clock needs it to judge GNSS time (a jump, or never cross-checked)."""
+        t = self.t
+        clock = t.clock
+        if not clock.wants_net:
+            return
+        up = clock.uptime_s()
+        if self._net_checked is not None and up - self._net_checked < _NET_CHECK_S:
+            return
+        self._net_checked = up
+        if not await t.modem_up():
+            return
+        try:
+            nt = await t.modem.network_time()
+        except t.modem_errors:
+            return
+        if nt:
+            clock.set(epoch(*nt), "net")

@@ -73,7 +73,7 @@ class Uplink:
         # a user name without a password is valid MQTT; umqtt.simple then needs the empty password, not None
         s = Session(self._stream, t.tid, user=cfg["broker_user"] or None,
                     password=cfg["broker_pass"] if cfg["broker_user"] else None, keepalive=cfg["keepalive_s"],
-                    on_message=t.commands.incoming, log=t.log)
+                    on_message=t.commands.incoming, log=t.log, counters=t.mqtt_counters)
         # Answers to commands that arrive while the rest of the connect runs (subscribe, status) go out on it.
         self.session = s
         try:

@@ -15,6 +15,13 @@ teardown. Reconnecting is the caller's policy: a dead session raises
 The stream needs: `async write(data)`, `async read(n) -> bytes` (b"" once
 closed) and `close()`. Reads are never cancelled (a modem socket may be in the
 middle of an AT exchange); a dead link is detected by keepalive and closed.
+
+An incoming PUBLISH larger than _MAX_IN is never buffered: it is skipped as it
+streams in, and a QoS 1 one is still acknowledged (its packet id is read on the
+way), or the broker would hold it in flight and stop delivering at its in-flight
+limit. The session's tasks (reader, keeper) are supervised: any end of one that
+is not the session's own (a MemoryError, a bug in a callback) ends the session
+at once, so the caller reconnects instead of waiting for the keepalive.
 """
 
 import asyncio
@@ -24,7 +31,8 @@ from mpcompat import ticks_diff, ticks_ms
 
 from umqtt import simple as _umqtt
 
-_MAX_IN = 4096  # larger incoming packets are skipped and counted
+_MAX_IN = 4096  # larger incoming packets are skipped (a QoS 1 one acknowledged) and counted
+_READ = 1536  # asked of the stream per read: a modem socket's whole chunk (QIRD gives at most 1500), not split
 
 
 class MQTTError(Exception):
@@ -40,18 +48,24 @@ class _Pipe:
 
     def __init__(self):
         self.out = bytearray()
-        self.inp = bytearray()
+        self.inp = b""
+        self.pos = 0
+
+    def feed(self, data):
+        """What umqtt reads next (a packet; a memoryview of the receive buffer is read without a copy)."""
+        self.inp = data
+        self.pos = 0
 
     def write(self, buf, n=None):
         self.out += buf if n is None else buf[:n]
         return len(buf) if n is None else n
 
     def read(self, n):
-        if len(self.inp) < n:
+        p = self.pos
+        if len(self.inp) - p < n:
             raise MQTTError("codec read past the buffered packet")
-        data = bytes(self.inp[:n])
-        self.inp = self.inp[n:]
-        return data
+        self.pos = p + n
+        return bytes(self.inp[p:p + n])
 
     def setblocking(self, flag):
         pass
@@ -83,7 +97,7 @@ class _SockShim:
 
 class Session:
     def __init__(self, stream, client_id, *, user=None, password=None, keepalive=120, on_message=None,
-                 timeout_ms=20000, log=None):
+                 timeout_ms=20000, log=None, counters=None):
         self.stream = stream
         self.keepalive = keepalive
         self.timeout_ms = timeout_ms
@@ -98,12 +112,14 @@ class Session:
         self._waiters = {}  # (packet type, packet id) -> [asyncio.Event, result]
         self._lock = asyncio.Lock()  # one writer on the stream
         self._rx = bytearray()
+        self._rxp = 0  # bytes of _rx already framed; dropped (in place) before the next read is appended
         self._last_rx = ticks_ms()
         self._last_tx = ticks_ms()
         self._tasks = []
         self._dead = None
         self._inbox = []
-        self._skip = 0  # bytes still to drop of an oversize packet
+        self._big = None  # an oversize PUBLISH being skipped: [bytes left, offset, qos, topic length, packet id, size]
+        self.counters = counters  # a dict outliving the session: "oversize" is added to it too
 
     # -- sending -----------------------------------------------------------
     async def _flush(self):
@@ -145,22 +161,22 @@ class Session:
         c = self._c
         if will:
             c.set_last_will(will[0], will[1], retain=will[3], qos=will[2])
-        self._pipe.inp = bytearray(b"\x20\x02\x00\x00")  # what umqtt blocks for; the real CONNACK is checked below
+        self._pipe.feed(b"\x20\x02\x00\x00")  # what umqtt blocks for; the real CONNACK is checked below
         saved = _umqtt.socket
         _umqtt.socket = _SockShim(self._pipe)
         try:
             c.connect(clean_session=clean)
         finally:
             _umqtt.socket = saved
-        self._pipe.inp = bytearray()
-        self._tasks.append(asyncio.create_task(self._reader()))
+        self._pipe.feed(b"")
+        self._tasks.append(asyncio.create_task(self._guard("reader", self._reader())))
         await self._flush()
         code = await self._await((0x20, 0), "CONNACK")
         if code != 0:
             self._kill("CONNACK refused with code %d" % code)
             raise MQTTError("connection refused, code %d" % code)
         self.connected = True
-        self._tasks.append(asyncio.create_task(self._keeper()))
+        self._tasks.append(asyncio.create_task(self._guard("keeper", self._keeper())))
 
     async def publish(self, topic, payload, qos=0, retain=False):
         """Publish; with qos=1 return only after the broker's PUBACK (bounded)."""
@@ -170,9 +186,9 @@ class Session:
             c.pid = 0  # packet ids are 16-bit and never 0; umqtt.simple does not wrap them
         if qos == 1:
             pid = c.pid + 1
-            self._pipe.inp = bytearray(b"\x40\x02" + struct.pack("!H", pid))
+            self._pipe.feed(b"\x40\x02" + struct.pack("!H", pid))
         c.publish(topic, payload, retain, qos)
-        self._pipe.inp = bytearray()
+        self._pipe.feed(b"")
         if qos != 1:
             await self._flush()
             return
@@ -187,9 +203,9 @@ class Session:
         if c.pid >= 65535:
             c.pid = 0
         pid = c.pid + 1
-        self._pipe.inp = bytearray(b"\x90\x03" + struct.pack("!H", pid) + bytes((qos,)))
+        self._pipe.feed(b"\x90\x03" + struct.pack("!H", pid) + bytes((qos,)))
         c.subscribe(topic, qos)
-        self._pipe.inp = bytearray()
+        self._pipe.feed(b"")
         key = (0x90, pid)
         self._waiters[key] = None
         await self._flush()
@@ -221,6 +237,21 @@ class Session:
             await asyncio.sleep_ms(200)
         return self._dead
 
+    async def _guard(self, name, coro):
+        """Run one of the session's tasks; an end the session did not ask for ends the session."""
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - MemoryError, a failing callback: the session cannot go on deaf
+            try:
+                why = "%s died: %s: %s" % (name, type(e).__name__, e)
+            except MemoryError:
+                why = "%s died" % name
+            self._kill(why)
+            return
+        self._kill("%s ended" % name)
+
     # -- receiving ---------------------------------------------------------
     def _deliver(self, topic, msg):
         self._inbox.append((topic, msg))
@@ -228,18 +259,22 @@ class Session:
     async def _reader(self):
         try:
             while self._dead is None:
-                data = await self.stream.read(1024)
+                data = await self.stream.read(_READ)
                 if not data:
                     self._kill("stream closed by peer")
                     return
                 self.stats["bytes_rx"] += len(data)
                 self._last_rx = ticks_ms()
-                if self._skip:
-                    drop = min(self._skip, len(data))
-                    self._skip -= drop
-                    data = data[drop:]
+                if self._rxp:
+                    self._rx[0:self._rxp] = b""
+                    self._rxp = 0
                 self._rx += data
                 while self._dead is None:
+                    if self._big is not None:
+                        if not self._skip_big():
+                            break
+                        await self._skipped()
+                        continue
                     pkt = self._frame()
                     if pkt is None:
                         break
@@ -250,15 +285,18 @@ class Session:
             self._kill("protocol error: %s" % (e,))
 
     def _frame(self):
-        """Cut one complete packet from the receive buffer, or None."""
-        buf = self._rx
+        """The next complete packet in the receive buffer (a memoryview into it, valid until the next read), or
+        None. Framing moves an offset: nothing is copied per packet."""
+        buf, p = self._rx, self._rxp
+        if p >= len(buf):
+            return None
         n = 0
         shift = 0
         i = 1
         while True:
-            if i >= len(buf):
+            if p + i >= len(buf):
                 return None
-            b = buf[i]
+            b = buf[p + i]
             n |= (b & 0x7F) << shift
             i += 1
             if not b & 0x80:
@@ -267,31 +305,71 @@ class Session:
             if shift > 21:
                 raise MQTTError("bad remaining length")
         if n > _MAX_IN:
-            self.stats["oversize"] += 1
-            # skip it whole: the rest may not have arrived yet, so remember how much to drop
-            drop = min(len(buf), i + n)
-            self._rx = buf[drop:]
-            if drop < i + n:
-                self._rx = bytearray()
-                self._skip = i + n - drop
+            if buf[p] & 0xF0 != 0x30:
+                raise MQTTError("oversize packet 0x%02x" % buf[p])
+            qos = buf[p] >> 1 & 3
+            if qos == 2:
+                raise MQTTError("QoS 2 PUBLISH")
+            # skip it as it streams in, reading the packet id on the way (after the topic) to acknowledge it
+            self._big = [n, 0, qos, 0, 0, n]
+            self._rxp = p + i
             return None
-        if len(buf) < i + n:
+        if len(buf) < p + i + n:
             return None
-        pkt = bytes(buf[: i + n])
-        self._rx = buf[i + n:]
-        return pkt
+        self._rxp = p + i + n
+        return memoryview(buf)[p:p + i + n]
+
+    def _skip_big(self):
+        """Drop what has arrived of the oversize PUBLISH; True once all of it has gone."""
+        big, buf = self._big, self._rx
+        left, off, qos = big[0], big[1], big[2]
+        k = self._rxp
+        # the variable header (topic length, topic, packet id) is read byte by byte; the payload is dropped whole
+        while k < len(buf) and left and (qos and off < big[3] + 4 or off < 2):
+            b = buf[k]
+            if off == 0:
+                big[3] = b << 8
+            elif off == 1:
+                big[3] |= b
+            elif off == big[3] + 2:
+                big[4] = b << 8
+            elif off == big[3] + 3:
+                big[4] |= b
+            k += 1
+            off += 1
+            left -= 1
+        drop = min(left, len(buf) - k)
+        left -= drop
+        k += drop
+        self._rxp = k
+        big[0], big[1] = left, off
+        return left == 0
+
+    async def _skipped(self):
+        """An oversize PUBLISH has been skipped: count it, and acknowledge it if it was QoS 1."""
+        big, self._big = self._big, None
+        self.stats["oversize"] += 1
+        if self.counters is not None:
+            self.counters["oversize"] = self.counters.get("oversize", 0) + 1
+        if self.log:
+            self.log.warning("incoming message of %d bytes skipped (at most %d)", big[5], _MAX_IN)
+        if big[2] == 1:
+            if big[3] + 4 > big[1]:
+                raise MQTTError("oversize PUBLISH shorter than its header")
+            self._pipe.write(b"\x40\x02" + struct.pack("!H", big[4]))
+            await self._flush()
 
     async def _handle(self, pkt):
         self.stats["rx_packets"] += 1
         kind = pkt[0] & 0xF0
         if kind == 0x30:  # PUBLISH: umqtt decodes it and queues its PUBACK in the pipe
-            self._pipe.inp = bytearray(pkt)
+            self._pipe.feed(pkt)
             try:
                 self._c.wait_msg()
             except (AssertionError, IndexError):  # QoS 2 or a truncated packet: not ours to handle
                 raise MQTTError("undecodable PUBLISH")
             finally:
-                self._pipe.inp = bytearray()
+                self._pipe.feed(b"")
             await self._flush()
             inbox, self._inbox = self._inbox, []
             for topic, msg in inbox:

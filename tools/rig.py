@@ -8,11 +8,15 @@ terminal the same way.
 import hashlib
 import hmac
 import json
+import os
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import paho.mqtt.client as paho
 
@@ -28,6 +32,23 @@ def _nodelay(client):
     sock = client.socket()
     if sock is not None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def broker_dir():
+    """A folder the broker can write its persistence file into.
+
+    Run as root, mosquitto drops its privileges to the `mosquitto` user, which cannot enter a test's 0700
+    temporary folder: it would then lose its sessions across a restart without a word to its clients."""
+    d = Path(tempfile.mkdtemp(prefix="bdmeter-mqtt-"))
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        import pwd
+
+        try:
+            pw = pwd.getpwnam("mosquitto")
+        except KeyError:
+            return d
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+    return d
 
 
 def sign(key_hex, tid, body):
@@ -46,7 +67,8 @@ class TerminalRig:
         self.imei, self.address, self.home, self.key = imei, address, home, key
         self.prefix = "bdmeter/%s/" % imei
         self.own_broker = broker is None
-        self.broker = broker or Mosquitto(log_dir=workdir, persistent=True)
+        self.broker_dir = broker_dir() if broker is None else None
+        self.broker = broker or Mosquitto(log_dir=self.broker_dir, persistent=True)
         self.bus = MeterBus([MeterSpec(address=address, base_kw=meter_kw)], baud=baud, seed=seed,
                             latency_ms=latency_ms, speedup=speedup)
         self.meter_port = self.bus.start()
@@ -159,3 +181,6 @@ class TerminalRig:
         self.modem.stop()
         if self.own_broker:
             self.broker.stop()
+            if (self.broker_dir / "mosquitto.log").exists():  # kept beside the other logs
+                shutil.copy(self.broker_dir / "mosquitto.log", self.dir / "mosquitto.log")
+            shutil.rmtree(self.broker_dir, ignore_errors=True)

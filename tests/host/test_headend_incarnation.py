@@ -59,8 +59,8 @@ CREATE TABLE IF NOT EXISTS keys(tid TEXT PRIMARY KEY, key_hex TEXT NOT NULL);
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "fleet.db")
+def store(tmp_path, backend):
+    s = backend.open(tmp_path / "fleet.db")
     yield s
     s.close()
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tools.headend import Ingest, Store, cli, contract, sign, synth
+from tools.headend import Ingest, cli, contract, sign, synth
+from tools.headend.pgstore import open_store
 
 TID = "861234567890123"
 KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -34,8 +35,8 @@ EXAMPLES = {
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "fleet.db")
+def store(tmp_path, backend):
+    s = backend.open(tmp_path / "fleet.db")
     yield s
     s.close()
 
@@ -227,7 +228,7 @@ def test_given_heartbeat_period_applies_before_one_is_learned(store):
     ing.handle(T + "status", EXAMPLES["status"].encode(), now=100.0)
     assert ing.check_silent(now=109.0) == []
     assert ing.check_silent(now=111.0) == [TID]
-    assert Ingest(Store(store.path)).check_silent(now=1e9) == []  # without one, silence needs two beats
+    assert Ingest(open_store(store.path)).check_silent(now=1e9) == []  # without one, silence needs two beats
 
 
 def test_retained_status_replay_does_not_flap(store):

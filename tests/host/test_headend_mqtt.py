@@ -14,6 +14,7 @@ import pytest
 
 from harness import ROOT, Mosquitto, Proc
 from tools.headend import Store, cli, synth
+from tools.headend.pgstore import open_store
 from tools.headend.service import Headend
 
 KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -54,11 +55,11 @@ class Publisher:
 
 
 @pytest.fixture
-def headend(broker, tmp_path):
+def headend(broker, tmp_path, backend):
     started = []
 
     def start(**kw):
-        kw.setdefault("db", str(tmp_path / "fleet.db"))
+        kw.setdefault("db", backend.target(tmp_path / "fleet.db"))
         h = Headend("127.0.0.1:%d" % broker.port, **kw).start(timeout_s=10)
         started.append(h)
         return h
@@ -160,8 +161,8 @@ def test_silent_before_the_will_then_offline(broker, headend):
     Publisher(broker.port).pub(status, b"", retain=True)  # clear the retained will for later tests
 
 
-def test_shared_subscription_splits_the_load(headend, publisher, tmp_path):
-    db = str(tmp_path / "shared.db")
+def test_shared_subscription_splits_the_load(headend, publisher, tmp_path, backend):
+    db = backend.target(tmp_path / "shared.db")
     a, b = headend(db=db, share="workers"), headend(db=db, share="workers")
     for k in range(5):
         t = "bdmeter/86123456789030%d/energy" % k
@@ -169,7 +170,7 @@ def test_shared_subscription_splits_the_load(headend, publisher, tmp_path):
             publisher.pub(t, synth.energy(seq, 1795478400 + seq, "0000720073%02d" % k, float(seq)))
     wait_for(lambda: a.received + b.received == 150, what="150 delivered")
     assert a.received > 0 and b.received > 0
-    reader = Store(db)
+    reader = open_store(db)
     wait_for(lambda: reader.count("readings") == 150, what="150 stored once")
     reader.close()
     assert a.errors == b.errors == 0
@@ -220,9 +221,9 @@ class FakeTerminal:
         self.c.loop_stop()
 
 
-def test_query_round_trip(broker, tmp_path, capsys):
+def test_query_round_trip(broker, tmp_path, capsys, backend):
     tid = "861234567890204"
-    db = str(tmp_path / "q.db")
+    db = backend.target(tmp_path / "q.db")
     term = FakeTerminal(broker.port, tid, KEY)
     url = "127.0.0.1:%d" % broker.port
     try:
@@ -236,7 +237,7 @@ def test_query_round_trip(broker, tmp_path, capsys):
         sent = term.seen[-1]
         assert sent["op"] == "query" and sent["args"] == {"what": ["address", "position", "energy"]}
         assert abs(sent["ts"] - time.time()) < 30 and sent["id"] == resp["id"]
-        assert Store(db).response(tid, resp["id"])["ok"] == 1
+        assert open_store(db).response(tid, resp["id"])["ok"] == 1
         # a wrong key: the terminal refuses and the command exits 1
         rc = cli.main(["query", "--broker", url, "--key", "ff" * 32, "--timeout", "10", tid, "read"])
         assert rc == 1 and json.loads(capsys.readouterr().out)["error"] == "bad_mac"

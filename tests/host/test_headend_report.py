@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tools.headend import Ingest, Store, cli, mapimg, report, synth
+from tools.headend import Ingest, cli, mapimg, report, synth
+from tools.headend.pgstore import open_store
 
 T0 = 1795478400  # 2026-11-24T00:00:00Z
 STEP = 1800
@@ -74,13 +75,13 @@ def _expected(terminals, key, t_from=FROM, t_to=TO):
 
 
 @pytest.fixture(scope="module")
-def fleet_db(tmp_path_factory):
+def fleet_db(tmp_path_factory, backend):
     terminals = _fleet()
-    path = tmp_path_factory.mktemp("report") / "fleet.db"
-    store = Store(path)
+    path = backend.target(tmp_path_factory.mktemp("report") / "fleet.db")
+    store = open_store(path)
     _load(store, terminals)
     store.close()
-    return terminals, str(path)
+    return terminals, path
 
 
 def _csv(path):
@@ -136,7 +137,7 @@ def test_geojson_regions_with_a_hole_and_a_multipolygon(fleet_db, tmp_path):
             return report.OUTSIDE
         return "West" if lon < 111.75 else "East"
 
-    rep = report.compute(Store(db), FROM, TO, regions=report.load_geojson(path))
+    rep = report.compute(open_store(db), FROM, TO, regions=report.load_geojson(path))
     want = _expected(terminals, region)
     got = {r["name"]: r["kwh"] for r in rep["regions"]}
     assert got["Empty"] == 0.0
@@ -150,8 +151,8 @@ def test_geojson_regions_with_a_hole_and_a_multipolygon(fleet_db, tmp_path):
         assert len(img.getcolors(maxcolors=1 << 16) or []) > 20
 
 
-def test_period_without_readings_and_meters_that_went_backwards(tmp_path):
-    store = Store(tmp_path / "f.db")
+def test_period_without_readings_and_meters_that_went_backwards(tmp_path, backend):
+    store = backend.open(tmp_path / "f.db")
     ing = Ingest(store)
     t = "bdmeter/861234567890123/"
     ing.handle(t + "register", synth.register(1, T0, ["000072007201", "000072007202"], 40.84, 111.75))
@@ -181,8 +182,8 @@ def test_period_without_readings_and_meters_that_went_backwards(tmp_path):
     store.close()
 
 
-def test_boundaries_interpolate_between_the_readings_either_side(tmp_path):
-    store = Store(tmp_path / "f.db")
+def test_boundaries_interpolate_between_the_readings_either_side(tmp_path, backend):
+    store = backend.open(tmp_path / "f.db")
     ing = Ingest(store)
     t = "bdmeter/861234567890123/"
     ing.handle(t + "register", synth.register(1, T0, ["000072007201"], 40.84, 111.75))
@@ -202,11 +203,11 @@ def test_boundaries_interpolate_between_the_readings_either_side(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def split_db(tmp_path_factory):
+def split_db(tmp_path_factory, backend):
     """Three meters with irregular readings (one steps down: meter replaced) over a day."""
     rnd = random.Random(11)
-    path = tmp_path_factory.mktemp("split") / "fleet.db"
-    store = Store(path)
+    path = backend.target(tmp_path_factory.mktemp("split") / "fleet.db")
+    store = open_store(path)
     ing = Ingest(store)
     for k in range(3):
         t = "bdmeter/86123456789000%d/" % k
@@ -218,14 +219,14 @@ def split_db(tmp_path_factory):
             ts += rnd.choice((0, 1, 7, 300, 900, 1800, 3000))
             fwd = 3.0 if (k == 2 and seq == 30) else fwd + rnd.uniform(0, 3)
     store.close()
-    return str(path)
+    return path
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(min_value=-3600, max_value=30 * 3600), min_size=3, max_size=7, unique=True))
 def test_consecutive_periods_add_up_exactly_to_the_whole(split_db, points):
     points = sorted(points)
-    store = Store(split_db)
+    store = open_store(split_db)
     try:
         whole = report.compute(store, T0 + points[0], T0 + points[-1], grid_deg=0.02)
         parts = [report.compute(store, T0 + a, T0 + b, grid_deg=0.02) for a, b in zip(points, points[1:])]

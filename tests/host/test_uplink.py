@@ -76,6 +76,7 @@ class _T:
         self.clock = _Clock()
         self.commands = _Commands()
         self.log = _Log()
+        self.mqtt_counters = {}
 
 
 def test_an_answer_sent_while_the_connect_is_still_running_goes_out(monkeypatch):

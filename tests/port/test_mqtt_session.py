@@ -72,3 +72,47 @@ def test_session_against_real_broker(broker, tmp_path, ending):
     finally:
         obs.loop_stop()
         obs.disconnect()
+
+
+def _publisher(port):
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="server")
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    return c
+
+
+def test_oversize_qos1_messages_are_acknowledged(broker, tmp_path):
+    # regression: oversize QoS 1 messages were skipped without PUBACK; at the broker's in-flight limit (20)
+    # nothing more was delivered, so commands went unanswered while records kept flowing
+    mp = Proc([MICROPYTHON, ROOT / "tests/port/mp/mqtt_session_faults.py", broker.port, "oversize"], "mp",
+              log_dir=tmp_path)
+    mp.wait_output("READY", timeout=20)
+    srv = _publisher(broker.port)
+    try:
+        for i in range(25):
+            srv.publish("t/cmd", b"%02d" % i + b"x" * 6000, qos=1).wait_for_publish(5)
+        srv.publish("t/cmd", b"small", qos=1).wait_for_publish(5)
+        mp.wait_output("DONE", timeout=40)
+        out = mp.output()
+        assert "GOT small oversize 25 counted 25" in out, out
+    finally:
+        srv.loop_stop()
+        srv.disconnect()
+        mp.kill()
+
+
+def test_memory_error_in_the_reader_ends_the_session(broker, tmp_path):
+    # regression: a MemoryError killed the reader task while `connected` stayed true: deaf until keepalive
+    mp = Proc([MICROPYTHON, ROOT / "tests/port/mp/mqtt_session_faults.py", broker.port, "oom"], "mp",
+              log_dir=tmp_path)
+    mp.wait_output("READY", timeout=20)
+    srv = _publisher(broker.port)
+    try:
+        srv.publish("t/cmd", b"hello", qos=1).wait_for_publish(5)
+        mp.wait_output("DONE", timeout=40)
+        out = mp.output()
+        assert "DEAD reader died: MemoryError" in out and "connected False" in out, out
+    finally:
+        srv.loop_stop()
+        srv.disconnect()
+        mp.kill()

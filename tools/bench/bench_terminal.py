@@ -66,6 +66,46 @@ def _import_code(heap_kb=None):
     return (int(out[0]), int(out[1])) if len(out) == 2 else None
 
 
+_NONCES = """
+import gc, json, os, sys
+sys.path[:0] = ["", "lib"]
+from firmware.auth import Auth, sign
+KEY, TID, NOW, D = "00" * 32, "861234567890123", 1795430400, sys.argv[1]
+def env(i, ts):
+    body = '{"id":"c%d","op":"status","args":{},"ts":%d,"nonce":"%064d"}' % (i, ts, i)
+    return json.dumps({"body": body, "mac": sign(KEY, TID, body)})
+gc.collect()
+base = gc.mem_alloc()
+a = Auth(TID, KEY, 300, D + "/nonces.bin")
+for i in range(600):
+    a.check(env(i, NOW + i // 4), NOW + i // 4, True)
+gc.collect()
+live = gc.mem_alloc() - base
+e = env(10 ** 6, NOW + 150)
+gc.collect()
+gc.disable()
+m0 = gc.mem_alloc()
+a.check(e, NOW + 150, True)
+per = gc.mem_alloc() - m0
+gc.enable()
+print(live, per, os.stat(D + "/nonces.bin")[6])
+"""
+
+
+def nonce_store_cost():
+    """The replay store after 600 commands with 64-character nonces (512 remembered): heap it keeps, heap one
+    more accepted command allocates (the whole check: JSON, HMAC, store, append), and its file on flash."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory(prefix="bdmeter-nonces-") as d:
+        out = subprocess.run([_micropython(), "-c", _NONCES, d], cwd=ROOT / "build" / "mpy", capture_output=True,
+                             text=True, timeout=120).stdout.split()
+    if len(out) != 3:
+        return {}
+    return {"nonce_store_heap_bytes_live_512": int(out[0]), "command_check_heap_bytes_allocated": int(out[1]),
+            "nonce_store_file_bytes": int(out[2])}
+
+
 def code_heap():
     """Heap taken by the imported code alone, and the smallest heap that can load it at all.
 
@@ -170,27 +210,63 @@ def latency_and_cpu(workdir):
     }
 
 
-def smallest_heap(workdir, lo=16):
-    """The smallest -X heapsize (KB) at which a short soak still passes: bisection to 4 KB.
+def commands_in_small_heap(workdir, heap="224K", seconds=300):
+    """Ordinary signed commands (status and query, one every ~0.3 s) for `seconds` in a `heap` heap: answered,
+    MemoryErrors, self-resets, and the nonce store's file at the end."""
+    rig = TerminalRig(workdir, heapsize=heap)
+    sent = answered = 0
+    try:
+        rig.wait("first readings", lambda: len(rig.of("energy")) >= 2, 90)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            query = sent % 2 == 1
+            rid, _ = rig.command("query" if query else "status", {"what": ["address", "energy"]} if query else {})
+            sent += 1
+            try:
+                answered += bool(rig.answer(rid, 20).get("ok"))
+            except AssertionError:
+                pass
+            time.sleep(0.3)
+        resets = [e for e in rig.of("event") if e.get("kind") == "reboot" and e["data"].get("why")]
+        log = rig.fw.output()
+        store = Path(workdir) / "flash" / "nonces.bin"
+    finally:
+        rig.close()
+    return {"commands_small_heap": heap, "commands_small_heap_sent": sent, "commands_small_heap_answered": answered,
+            "commands_small_heap_memory_errors": log.count("MemoryError"),
+            "commands_small_heap_self_resets": len(resets),
+            "nonce_store_file_bytes_after": store.stat().st_size if store.exists() else None}
 
-    `lo` is a heap known to fail (below the smallest that loads the code, nothing can pass)."""
+
+# the commands form of the short soak: a signed query after every cycle, and each command fault once
+_HEAP_SOAK_FAULTS = ("cmd:flood", "clock:gnss_jump", "cmd:oversize", "power:cut", "modem:peer_close")
+
+
+def smallest_heap(workdir, lo=16):
+    """The smallest -X heapsize (KB) at which a short soak with commands still passes: bisection to 4 KB.
+
+    `lo` is a heap known to fail (below the smallest that loads the code, nothing can pass). The soak sends a
+    signed query every cycle and goes through a bad-MAC flood, oversize messages and a GNSS clock jump, so
+    the figure covers the command path (its nonce store, queue and answers), not only readings."""
     tried = {}
 
     def passes(kb):
         # a MemoryError is a failure even when the terminal recovers from it by resetting
-        figures = soak.run(cycles=4, seed=11, heapsize="%dK" % kb, workdir=Path(workdir) / ("heap%d" % kb),
-                           log=lambda *a: None, fail_on="MemoryError")
+        figures = soak.run(cycles=len(_HEAP_SOAK_FAULTS), seed=11, heapsize="%dK" % kb,
+                           workdir=Path(workdir) / ("heap%d" % kb), log=lambda *a: None, fail_on="MemoryError",
+                           commands=True, sequence=_HEAP_SOAK_FAULTS)
         tried[kb] = figures["passed"]
         return figures["passed"]
 
-    kb = _smallest(passes, lo, 256, step=4)
-    return {"smallest_heap_kb_soak_passes": kb, "heap_tried_kb": {str(k): v for k, v in sorted(tried.items())}}
+    kb = _smallest(passes, lo, 320, step=4)
+    return {"smallest_heap_kb_soak_with_commands_passes": kb,
+            "heap_tried_kb": {str(k): v for k, v in sorted(tried.items())}}
 
 
 def _working_set(out):
     """What running adds to loading: the soak's smallest heap beyond the smallest heap that loads the code,
     and the live data after a collection (the full heartbeat's free heap, taken just after gc.collect)."""
-    load, soak_kb = out.get("heap_kb_smallest_to_load_code"), out.get("smallest_heap_kb_soak_passes")
+    load, soak_kb = out.get("heap_kb_smallest_to_load_code"), out.get("smallest_heap_kb_soak_with_commands_passes")
     if load and soak_kb:
         out["heap_kb_running_beyond_loading"] = soak_kb - load
     total, free, code = (out.get("heap_bytes_total_default_heap"), out.pop("heap_free_bytes_default_heap", None),
@@ -203,8 +279,10 @@ def _working_set(out):
 def run():
     out = code_size()
     out.update(code_heap())
+    out.update(nonce_store_cost())
     with tempfile.TemporaryDirectory(prefix="bdmeter-bench-") as d:
         out.update(wire_and_heap(Path(d) / "wire"))
         out.update(latency_and_cpu(Path(d) / "latency"))
+        out.update(commands_in_small_heap(Path(d) / "commands"))
         out.update(smallest_heap(d, lo=(out.get("heap_kb_smallest_to_load_code") or 17) - 1))
     return _working_set(out)

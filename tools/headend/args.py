@@ -143,8 +143,15 @@ def day(text):
         raise _bad("not a date YYYY-MM-DD: %r" % _show(text))
 
 
+def _dsn(text):
+    """A PostgreSQL DSN (postgresql://user@host:port/db): taken as it is; the connection checks it."""
+    return text.startswith(("postgresql://", "postgres://"))
+
+
 def existing_db(text):
-    """The path of an existing head-end database (SQLite)."""
+    """The path of an existing head-end database (SQLite), or a PostgreSQL DSN."""
+    if _dsn(text):
+        return text
     p = Path(text)
     if not p.exists():
         raise _bad("no database at %s (start `run` first, or give the right path)" % text)
@@ -161,7 +168,9 @@ def existing_db(text):
 
 
 def new_db(text):
-    """A database path that `run` may create: its folder must exist."""
+    """A database path that `run` may create (its folder must exist), or a PostgreSQL DSN."""
+    if _dsn(text):
+        return text
     p = Path(text)
     if p.exists():
         return existing_db(text)
@@ -225,3 +234,11 @@ def zone(text):
         return ZoneInfo(text.strip())
     except (ZoneInfoNotFoundError, ValueError, OSError):
         raise _bad("unknown time zone %s (an IANA name such as Asia/Shanghai, or UTC)" % _show(text))
+
+
+def tile_url(text):
+    """A basemap tile URL template: http(s) with {z}, {x} and {y}."""
+    t = text.strip()
+    if not t.startswith(("http://", "https://")) or not all(p in t for p in ("{z}", "{x}", "{y}")):
+        raise _bad("%s is not an http(s) tile URL with {z}, {x} and {y}" % _show(t, 80))
+    return t

@@ -8,6 +8,10 @@
     bdmeter-headend days   --db fleet.db --from DATE --to DATE [--json]   (whole days from frozen values)
     bdmeter-headend completeness --db fleet.db --from DATE --to DATE [--json]
     bdmeter-headend events --db fleet.db [--terminal TID] [--meter ADDR] [--kind KIND] [--json]
+    bdmeter-headend serve  --db fleet.db [--bind 127.0.0.1:8080] [--broker HOST:PORT] [--tz Asia/Shanghai]
+    bdmeter-headend user   add|remove|list --db fleet.db [NAME] [--role viewer|operator|admin]
+    bdmeter-headend assets import|export --db fleet.db [FILE.csv]
+    bdmeter-headend lineloss --db fleet.db --from ISO --to ISO [--step day|whole] [--threshold PCT] [--csv OUT]
 
 Every argument is checked before anything is connected, computed or written (tools/headend/args.py); a
 bad one ends with a message naming it and exit status 2. Only what a command uses is imported: `status`
@@ -23,8 +27,8 @@ from datetime import timezone
 from pathlib import Path
 
 from tools.headend import args as types
-from tools.headend import report, view
-from tools.headend.store import Store
+from tools.headend import cli_web, report, view
+from tools.headend.pgstore import is_dsn, open_store
 
 PROG = "bdmeter-headend"
 
@@ -107,6 +111,7 @@ def parser():
     k.add_argument("--create", action="store_true", help="create the database if it does not exist")
     k.add_argument("terminal", type=types.terminal)
     k.add_argument("hex", type=types.key_hex, metavar="HEX", help="the key, hex, at least 16 bytes")
+    cli_web.add_parsers(sub)
     return p
 
 
@@ -139,7 +144,7 @@ def _status_json(fleet, incs, tz):
 
 
 def cmd_status(a):
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         everyone = store.fleet(time.time(), a.heartbeat_s)
         fleet = [t for t in everyone if a.state is None or t["state"] == a.state]
@@ -179,7 +184,7 @@ def cmd_query(a):
     except ValueError as e:
         print("%s query: error: argument what: %s" % (PROG, e), file=sys.stderr)
         return 2
-    store = Store(a.db) if a.db else None
+    store = open_store(a.db) if a.db else None
     try:
         key = a.key
         if key is None and a.keys:
@@ -211,7 +216,7 @@ def cmd_report(a):
         print("%s report: error: argument --to: %s is not after --from %s"
               % (PROG, report.iso(a.t_to), report.iso(a.t_from)), file=sys.stderr)
         return 2
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         rep = report.compute(store, a.t_from, a.t_to, grid_deg=a.grid, regions=a.regions)
     finally:
@@ -244,7 +249,7 @@ def cmd_days(a):
 
     if not _days_checked(a):
         return 2
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         rep = meter_records.day_energy(store, a.d_from, a.d_to)
     finally:
@@ -264,7 +269,7 @@ def cmd_completeness(a):
 
     if not _days_checked(a):
         return 2
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         rows = meter_records.completeness(store, a.d_from, a.d_to)
     finally:
@@ -281,7 +286,7 @@ def cmd_completeness(a):
 def cmd_events(a):
     from tools.headend import meter_records
 
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         rows = meter_records.events(store, tid=a.terminal, meter=a.meter, kind=a.kind)
     finally:
@@ -305,10 +310,10 @@ def cmd_key(a):
             print("%s key: error: argument --db: %s; give --create to start a new one" % (PROG, e),
                   file=sys.stderr)
             return 2
-    elif not Path(a.db).exists() and not Path(a.db).parent.is_dir():
+    elif not is_dsn(a.db) and not Path(a.db).exists() and not Path(a.db).parent.is_dir():
         print("%s key: error: argument --db: folder %s does not exist" % (PROG, Path(a.db).parent), file=sys.stderr)
         return 2
-    store = Store(a.db)
+    store = open_store(a.db)
     try:
         known = store.terminal(a.terminal) is not None
         store.set_key(a.terminal, a.hex)
@@ -326,8 +331,8 @@ def main(argv=None):
         return e.code if isinstance(e.code, int) else 2
     try:
         return {"run": cmd_run, "status": cmd_status, "query": cmd_query, "report": cmd_report,
-                "key": cmd_key, "days": cmd_days, "completeness": cmd_completeness,
-                "events": cmd_events}[a.cmd](a)
+                "key": cmd_key, "days": cmd_days, "completeness": cmd_completeness, "events": cmd_events,
+                **cli_web.COMMANDS}[a.cmd](a)
     except (ValueError, OSError) as e:
         print("%s: %s" % (a.cmd, e), file=sys.stderr)
         return 2

@@ -71,7 +71,9 @@ def add_meter_event(store, tid, inc, m, values, now):
     if row is not None and (row["end_"] is not None or data.get("end") is None):
         store.bump("meter_event_again")
         return
-    store.db.execute("INSERT OR REPLACE INTO meter_events(meter, kind, n, tid, ts, start, end_, data, received)"
+    if row is not None:  # (the dialect SQLite and PostgreSQL share: no INSERT OR REPLACE)
+        store.db.execute("DELETE FROM meter_events WHERE meter = ? AND kind = ? AND n = ?", key)
+    store.db.execute("INSERT INTO meter_events(meter, kind, n, tid, ts, start, end_, data, received)"
                      " VALUES(?,?,?,?,?,?,?,?,?)",
                      key + (tid, int(m["ts"]), data.get("start") or data.get("at"), data.get("end"), _dumps(data),
                             now))

@@ -10,7 +10,7 @@ import time
 import paho.mqtt.client as mqtt
 
 from tools.headend.ingest import Ingest
-from tools.headend.store import Store
+from tools.headend.pgstore import open_store
 
 log = logging.getLogger("bdmeter.headend")
 
@@ -41,7 +41,7 @@ class Headend:
     def __init__(self, broker="127.0.0.1:1883", db="fleet.db", prefix="bdmeter", share=None, heartbeat_s=None,
                  client_id=None, check_s=1.0, keepalive_s=30, store=None, batch_max=500):
         self.host, self.port = parse_broker(broker)
-        self.store = store or Store(db)
+        self.store = store or open_store(db)
         self.ingest = Ingest(self.store, prefix, heartbeat_s)
         self.topic = subscription(prefix, share)
         self.check_s = check_s

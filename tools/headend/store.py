@@ -7,7 +7,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from tools.headend import rows, schema
+from tools.headend import keyring, rows, schema
 from tools.headend.rows import KWH_COLUMNS, dumps as _dumps  # noqa: F401 (KWH_COLUMNS is part of the API)
 
 log = logging.getLogger("bdmeter.headend")
@@ -17,7 +17,13 @@ GAP_RANGES_MAX = 20
 
 
 class Store:
-    """One SQLite connection, shared by threads under a lock; every write runs in `tx()`."""
+    """One SQLite connection, shared by threads under a lock; every write runs in `tx()`.
+
+    The SQL is the dialect SQLite and PostgreSQL share (pgstore.py adapts placeholders and types); the
+    two-argument maximum is spelled GREATEST."""
+
+    GREATEST = "max"
+    BACKEND = "sqlite"
 
     def __init__(self, path, timeout_s=10.0):
         self.path = str(path)
@@ -64,8 +70,8 @@ class Store:
 
     def bump(self, name, n=1):
         """Add `n` to a counter; return its new value."""
-        return self.db.execute("INSERT INTO counters(name, value) VALUES(?, ?) "
-                               "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value RETURNING value",
+        return self.db.execute("INSERT INTO counters(name, value) VALUES(?, ?) ON CONFLICT(name) DO UPDATE"
+                               " SET value = counters.value + excluded.value RETURNING value",
                                (name, n)).fetchone()[0]
 
     def reject(self, topic, reason, payload, now):
@@ -74,8 +80,8 @@ class Store:
         self.bump("invalid")
 
     def touch(self, tid, now):
-        self.db.execute("INSERT INTO terminals(tid, first_seen, last_seen) VALUES(?,?,?) "
-                        "ON CONFLICT(tid) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
+        self.db.execute("INSERT INTO terminals(tid, first_seen, last_seen) VALUES(?,?,?) ON CONFLICT(tid)"
+                        " DO UPDATE SET last_seen = %s(terminals.last_seen, excluded.last_seen)" % self.GREATEST,
                         (tid, now, now))
 
     def terminal(self, tid):
@@ -84,14 +90,14 @@ class Store:
     def claim_record(self, tid, inc, seq, kind, digest, now):
         """'stored' the first time (tid, inc, seq) is seen; 'duplicate' for a redelivery with the same
         content; 'conflict' when the stored record under that key has different content."""
-        cur = self.db.execute("INSERT OR IGNORE INTO records(tid, inc, seq, kind, received, digest)"
-                              " VALUES(?,?,?,?,?,?)", (tid, inc, seq, kind, now, digest))
+        cur = self.db.execute("INSERT INTO records(tid, inc, seq, kind, received, digest)"
+                              " VALUES(?,?,?,?,?,?) ON CONFLICT DO NOTHING", (tid, inc, seq, kind, now, digest))
         if cur.rowcount == 0:
             row = self.db.execute("SELECT kind, digest FROM records WHERE tid = ? AND inc = ? AND seq = ?",
                                   (tid, inc, seq)).fetchone()
             same = row["kind"] == kind and (row["digest"] is None or row["digest"] == digest)
             return "duplicate" if same else "conflict"
-        if self.db.execute("INSERT OR IGNORE INTO incarnations(tid, inc, first_seen) VALUES(?,?,?)",
+        if self.db.execute("INSERT INTO incarnations(tid, inc, first_seen) VALUES(?,?,?) ON CONFLICT DO NOTHING",
                            (tid, inc, now)).rowcount:
             prev = self.db.execute("SELECT inc FROM terminals WHERE tid = ?", (tid,)).fetchone()
             if prev is not None and prev["inc"] is not None:
@@ -99,8 +105,8 @@ class Store:
                             tid, inc, prev["inc"], seq)
             self.db.execute("UPDATE terminals SET inc = ?, last_seq = ? WHERE tid = ?", (inc, seq, tid))
         else:
-            self.db.execute("UPDATE terminals SET last_seq = max(coalesce(last_seq, 0), ?) WHERE tid = ? AND inc = ?",
-                            (seq, tid, inc))
+            self.db.execute("UPDATE terminals SET last_seq = %s(coalesce(last_seq, 0), ?) WHERE tid = ? AND inc = ?"
+                            % self.GREATEST, (seq, tid, inc))
         return "stored"
 
     def add_conflict(self, tid, inc, seq, kind, m, now):
@@ -119,7 +125,8 @@ class Store:
 
     def add_registration(self, tid, inc, m, values, now):
         self._insert("register", tid, inc, m["seq"], values, now)
-        self.db.executemany("INSERT OR IGNORE INTO registration_meters(meter, tid, inc, seq) VALUES(?,?,?,?)",
+        self.db.executemany("INSERT INTO registration_meters(meter, tid, inc, seq) VALUES(?,?,?,?)"
+                            " ON CONFLICT DO NOTHING",
                             [(a, tid, inc, m["seq"]) for a in m["meters"]])
         pos = m.get("pos") or {}
         # the terminal's current view is its newest registration; an older one replayed late changes nothing.
@@ -155,7 +162,9 @@ class Store:
 
     def add_response(self, tid, m, now):
         self.db.execute(
-            "INSERT OR REPLACE INTO responses VALUES(?,?,?,?,?,?,?,?)",
+            "INSERT INTO responses(tid, id, ok, ts, tsrc, result, error, received) VALUES(?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(tid, id) DO UPDATE SET ok = excluded.ok, ts = excluded.ts, tsrc = excluded.tsrc,"
+            " result = excluded.result, error = excluded.error, received = excluded.received",
             (tid, m["id"], int(m["ok"]), int(m["ts"]), m["tsrc"],
              _dumps(m["result"]) if "result" in m else None, m.get("error"), now))
 
@@ -181,12 +190,16 @@ class Store:
     # -- keys ----------------------------------------------------------------------------------------
 
     def set_key(self, tid, key_hex):
+        """Store a terminal's command key, encrypted when a master key is configured (keyring.py)."""
+        value = keyring.seal(tid, key_hex)
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO keys(tid, key_hex) VALUES(?, ?)", (tid, key_hex.lower()))
+            db.execute("INSERT INTO keys(tid, key_hex) VALUES(?, ?) ON CONFLICT(tid) DO UPDATE"
+                       " SET key_hex = excluded.key_hex", (tid, value))
 
     def key(self, tid):
+        """The terminal's command key as hex (decrypted), or None."""
         rows = self.query("SELECT key_hex FROM keys WHERE tid = ?", (tid,))
-        return rows[0]["key_hex"] if rows else None
+        return keyring.unseal(tid, rows[0]["key_hex"]) if rows else None
 
     # -- reads -----------------------------------------------------------------------------------------
 
@@ -218,7 +231,8 @@ class Store:
             for r in self.db.execute(
                     "SELECT r.tid, r.inc, count(*) AS n, min(r.seq) AS lo, max(r.seq) AS hi, i.first_seen"
                     " FROM records r LEFT JOIN incarnations i ON i.tid = r.tid AND i.inc = r.inc %s"
-                    " GROUP BY r.tid, r.inc ORDER BY r.tid, i.first_seen, r.inc" % where, args).fetchall():
+                    " GROUP BY r.tid, r.inc, i.first_seen ORDER BY r.tid, i.first_seen, r.inc" % where,
+                    args).fetchall():
                 missing = r["hi"] - r["n"]
                 out.append({"tid": r["tid"], "inc": r["inc"], "first_seen": r["first_seen"], "records": r["n"],
                             "first_seq": r["lo"], "last_seq": r["hi"], "missing": missing,
@@ -229,7 +243,7 @@ class Store:
         gaps = [[1, lo - 1]] if lo > 1 else []
         for g in self.db.execute(
                 "SELECT seq + 1 AS a, nxt - 1 AS b FROM (SELECT seq, lead(seq) OVER (ORDER BY seq) AS nxt"
-                " FROM records WHERE tid = ? AND inc = ?) WHERE nxt > seq + 1 LIMIT ?",
+                " FROM records WHERE tid = ? AND inc = ?) AS g WHERE nxt > seq + 1 LIMIT ?",
                 (tid, inc, GAP_RANGES_MAX)):
             gaps.append([g["a"], g["b"]])
         return gaps[:GAP_RANGES_MAX]

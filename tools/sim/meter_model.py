@@ -70,7 +70,7 @@ class Meter:
         self._tariff.append(total - sum(self._tariff))  # tariffs sum to the total exactly
         self._reverse = int(round(spec.reverse_kwh * 100))
         self._residual = 0.0  # energy below 0.01 kWh not yet counted, kWh (signed: import > 0)
-        self._last = self.true_utc()
+        self._upto = self.true_utc()  # true time up to which energy is counted
         self._last_clock = self.clock()
         self._phase_v = [rng.uniform(-3, 3) for _ in range(3)]
         self._p_kw = self._power(self.clock())
@@ -94,6 +94,15 @@ class Meter:
         with self._lock:
             self._base_true += seconds
             self._advance()
+
+    @property
+    def _last(self):
+        """The host's monotonic time up to which energy is counted (as before true time was scaled)."""
+        return time.monotonic() - (self.true_utc() - self._upto) / (self.time_scale or 1.0)
+
+    @_last.setter
+    def _last(self, mono):
+        self._upto = self.true_utc() - (time.monotonic() - mono) * (self.time_scale or 1.0)
 
     def _clock_at(self, true_utc):
         drift = (true_utc - self._drift_ref) * self.drift_ppm / 1e6
@@ -146,7 +155,7 @@ class Meter:
         with self._lock:
             self._advance()
             if on:
-                self._last = self.true_utc()  # no energy counted while off
+                self._upto = self.true_utc()  # no energy counted while off
                 self.history.mains_on(self.clock(), *self._regs_for_history())
             else:
                 self.history.mains_off(self.clock())
@@ -187,13 +196,13 @@ class Meter:
         # In steps of at most 5 minutes of true time: the tariff of the hour and the freezes at midnight.
         now = self.true_utc()
         if not self.history.mains:
-            self._last = now
+            self._upto = now
             self._last_clock = self._clock_at(now)
             return
-        while self._last < now:
-            dt = min(300.0, now - self._last)
-            self._last += dt
-            clock = self._clock_at(self._last)
+        while self._upto < now:
+            dt = min(300.0, now - self._upto)
+            self._upto += dt
+            clock = self._clock_at(self._upto)
             self._p_kw = self._power(clock)
             self._residual += self._p_kw * dt * self.speedup / 3600.0
             counts = int(self._residual * 100)  # toward zero

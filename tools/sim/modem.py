@@ -19,6 +19,7 @@ prints `READY port=<P>` when listening. The control port takes JSON lines and
 answers each with one JSON line: `{"fault": "peer_close", "on": true}` (plus
 the fault's parameters), `{"pin": "reset", "on": true}`, `{"get": "stats"}`,
 `{"get": "state"}`, `{"get": "seen"}`, `{"get": "log"}` (the commands received, with `<RDY>` marks).
+`{"fault": "gnss_time", "offset_s": 10800}` makes the receiver report a wrong UTC (network time stays right).
 """
 
 import argparse
@@ -36,7 +37,7 @@ from tools.sim.modem_net import NetMixin
 from tools.sim.peer import SimPeer
 
 FAULTS = ("peer_close", "pdpdeact", "send_fail", "hang", "reboot", "garbage", "urc_mid_response", "antenna",
-          "stack_degraded")
+          "stack_degraded", "gnss_time")
 ERRTEXT = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted", 13: "SIM failure",
            14: "SIM busy", 50: "Incorrect parameters", 504: "Session is ongoing", 505: "Session not active",
            507: "Invalid NMEA source", 516: "Not fixed now", 572: "Operation not allowed", 563: "Socket identity used"}
@@ -256,6 +257,8 @@ class ModemSim(SimPeer, NetMixin):
             self.faults[name] = int(params.get("n", 1)) if params.get("n", 1) is not None else True
         elif name == "antenna":
             self.faults[name] = True
+        elif name == "gnss_time":  # a receiver with a wrong clock (a bad almanac, a GPS week rollover)
+            self.faults[name] = float(params.get("offset_s", 3 * 3600))
         elif name == "stack_degraded":
             self.faults[name] = True
             self._cfun0 = False
@@ -536,6 +539,11 @@ class ModemSim(SimPeer, NetMixin):
             self.gnss_on = False
             self._respond()
 
+    def _gnss_now(self):
+        """UTC as the GNSS receiver reports it (off by the gnss_time fault's offset while it is on)."""
+        offset = datetime.timedelta(seconds=self.faults.get("gnss_time", 0))
+        return datetime.datetime.now(datetime.timezone.utc) + offset
+
     def _gnss_t(self):
         return self._now() - self.gnss_t
 
@@ -545,7 +553,7 @@ class ModemSim(SimPeer, NetMixin):
         elif self.nmeasrc_required and not self.nmeasrc:
             self._respond(final=self._err(507))
         else:
-            now = datetime.datetime.now(datetime.timezone.utc)
+            now = self._gnss_now()
             lines = self.gnss.nmea(args[0] if args else "", self._gnss_t(), now, "antenna" in self.faults)
             if not lines:
                 self._respond(final=self._err(50))
@@ -556,7 +564,7 @@ class ModemSim(SimPeer, NetMixin):
         if not self.gnss_on:
             self._respond(final=self._err(505))
             return
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = self._gnss_now()
         line = self.gnss.qgpsloc(self._gnss_t(), now, int(args[0]) if args else 0, "antenna" in self.faults)
         if line is None:
             self._respond(final=self._err(516))
