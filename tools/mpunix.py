@@ -15,13 +15,18 @@ kills it on the spot. This launcher runs `micropython` as a child and:
   reaches only the launcher, which forwards exactly one SIGINT: a second one
   would land in the child's clean-up, and once MicroPython has restored the
   default action on its way out, it would kill it with status 130. Should the
-  child still run _INSIST_S after the first, another Ctrl-C is forwarded.
+  child still run _INSIST_S after the first, another Ctrl-C is forwarded;
+- on Linux, has the kernel SIGKILL the child when the launcher dies: a SIGKILL
+  to the launcher's group (a harness's power cut) must not leave MicroPython
+  running, orphaned, on the same UARTs and flash as the next start.
 
 It exits with the child's status.
 
     python -m tools.mpunix [-X heapsize=128K] main.py config.json
 """
 
+import ctypes
+import ctypes.util
 import os
 import shutil
 import signal
@@ -32,6 +37,25 @@ import time
 from tools.procs import take_terminal
 
 _INSIST_S = 5.0  # after the forwarded SIGINT, a further Ctrl-C is passed on only once this has gone by
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """A pre-exec hook that has the kernel SIGKILL the child when the launcher dies (Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook():
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the launcher died before the request took effect
+            os._exit(1)
+
+    return hook
 
 
 def micropython_path():
@@ -52,7 +76,7 @@ def main(argv):
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     give_back = take_terminal()
-    child = subprocess.Popen([exe] + argv, process_group=0)
+    child = subprocess.Popen([exe] + argv, process_group=0, preexec_fn=_die_with_parent())
     try:
         while True:
             try:

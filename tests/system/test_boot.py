@@ -46,3 +46,31 @@ def test_boots_connects_and_stops_cleanly(tmp_path, peers, sig):
             c.close()
     finally:
         fw.kill()
+
+
+def test_a_power_cut_leaves_no_firmware_running(tmp_path, peers):
+    # SIGKILL to the launcher's group, as the rig's power cut: MicroPython (in a group of its own) must go too,
+    # else it keeps the UARTs and the flash of the next start (its UART connections close when it is gone)
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({
+        "board": "unix",
+        "meter_uart": "%s:%d" % (LOOPBACK, peers[0].getsockname()[1]),
+        "modem_uart": "%s:%d" % (LOOPBACK, peers[1].getsockname()[1]),
+        "state_dir": str(tmp_path / "flash"),
+    }))
+    fw = Proc([sys.executable, "-m", "tools.mpunix", ROOT / "build/mpy/main.py", cfg], "firmware", log_dir=tmp_path)
+    conns = []
+    try:
+        conns = [s.accept()[0] for s in peers]
+        fw.wait_output("starting", timeout=30)
+    finally:
+        fw.kill()
+    for c in conns:
+        c.settimeout(10)
+        try:
+            while c.recv(4096):  # the firmware may still have written something: bounded by the timeout
+                pass
+        except socket.timeout:
+            raise AssertionError("the firmware still holds its UART after a SIGKILL to the launcher's group")
+        finally:
+            c.close()
