@@ -258,7 +258,7 @@ def smallest_heap(workdir, lo=16):
         tried[kb] = figures["passed"]
         return figures["passed"]
 
-    kb = _smallest(passes, lo, 384, step=4)
+    kb = _smallest(passes, lo, 448, step=4)
     return {"smallest_heap_kb_soak_with_commands_passes": kb,
             "heap_tried_kb": {str(k): v for k, v in sorted(tried.items())}}
 
