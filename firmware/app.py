@@ -17,6 +17,10 @@ from firmware.clock import Clock
 from firmware.commands import Commands
 from firmware.knowngood import KnownGood
 from firmware.locating import Locating
+from firmware.frozen import FrozenDays
+from firmware.meter_clock import MeterClock
+from firmware.meter_events import MeterEvents
+from firmware.meter_tasks import frozen_loop, meterlog_loop
 from firmware.metering import Metering
 from firmware.outbox import Outbox, makedirs
 from firmware.supervision import guarded, note_reset, reason, take_reset_note
@@ -28,7 +32,8 @@ _TIME_SYNC_EVERY_S = 86400
 _MIN_LADDER_RESET_S = 1800
 _FULL_EVERY = 12  # a full heartbeat at least hourly at the default 5-minute interval
 # how long each task may go without checking in before the supervisor stops feeding the watchdog
-_ALLOW_S = {"meter": 180, "gnss": 400, "uplink": 900, "cmd": 300, "heartbeat": 300, "update": 300}
+_ALLOW_S = {"meter": 180, "gnss": 400, "uplink": 900, "cmd": 300, "heartbeat": 300, "frozen": 300,
+            "meterlog": 600, "update": 300}
 _CRASH_PAUSE_S = 5  # after an unexpected exception, before the reset: a crash that repeats must not spin
 _RESET_NOTE = "/reset_why"  # in state_dir: why the terminal last reset itself
 _INTERVAL_OF = {"meter": "poll_s", "gnss": "gnss_s", "heartbeat": "heartbeat_s"}  # the config key timing each task
@@ -94,6 +99,10 @@ class Terminal:
         self.led = boardmod.output(self.board, "led", cfg)
         self.watchdog = boardmod.Watchdog(self.board, cfg["wdt_ms"], self.log)
         self.metering = Metering(self)
+        self.frozen = FrozenDays(self.master, cfg, self.clock, self.store, self.log, self._frozen_pause)
+        self.meter_events = MeterEvents(self.master, self.clock, self.store, self.log, cfg["state_dir"],
+                                        on_clear=self.metering.plausibility.forget)
+        self.meter_clock = MeterClock(self.master, cfg, self.clock, self.emit_event, self.log)
         self.locating = Locating(self)
         self.uplink = Uplink(self)
         self.update = _updater(self, root, slot)
@@ -104,12 +113,14 @@ class Terminal:
         """Put a record in the flash outbox (it gets its inc and seq there) and wake the uplink.
 
         Drops not yet reported go out as an outbox_overflow event, at most hourly (the outbox keeps the pace).
+        Returns the record's seq, or None if it could not be written.
         """
-        self.outbox.put(kind, body)  # never raises OSError: a full flash drops (and counts) the oldest
+        seq = self.outbox.put(kind, body)  # never raises OSError: a full flash drops (and counts) the oldest
         self.uplink.wake.set()
         due = self.outbox.overflow_due(self.clock.uptime_s())
         if due:
             self.emit_event("outbox_overflow", {"dropped": due[0], "total": due[1]})
+        return seq
 
     def emit_event(self, kind, data=None):
         ts, tsrc = self.clock.stamp()
@@ -120,6 +131,10 @@ class Terminal:
         ts, tsrc = self.clock.stamp()
         self.store("register", payloads.register(ts, tsrc, why, self.meters, self.locating.pos.as_dict(),
                                                  self.imei, self.iccid, self.csq))
+
+    async def _frozen_pause(self):
+        self.checkin("frozen")
+        await asyncio.sleep_ms(self.cfg["frozen_pace_ms"])
 
     # -- modem ---------------------------------------------------------------
     async def modem_up(self, bring_up=False):
@@ -265,6 +280,7 @@ class Terminal:
             "cmd_refused": self.commands.refused, "cmd_dropped": self.commands.dropped,
             "server_fail": ms.get("server_fail", 0),
             "mqtt_oversize": self.mqtt_counters.get("oversize", 0), "clock_refused": self.clock.refused,
+            "meter_undecodable": self.frozen.undecodable + self.meter_events.undecodable,
         }
         for kind, _, _ in self.config_problems:
             if kind != "file":
@@ -353,7 +369,9 @@ class Terminal:
             except OSError as e:  # the log and the heartbeat's counters still say it
                 self.log.error("config_problems event not stored: %s", e)
         specs = [("meter", self.metering.run()), ("gnss", self.locating.run()), ("uplink", self.uplink.run()),
-                 ("cmd", self.commands.run()), ("heartbeat", self._heartbeat())]
+                 ("cmd", self.commands.run()), ("heartbeat", self._heartbeat()),
+                 ("frozen", frozen_loop(self, self.frozen)),
+                 ("meterlog", meterlog_loop(self, self.meter_events, self.meter_clock))]
         if self.update:
             specs.append(("update", self.update.run()))
         for name, _ in specs:

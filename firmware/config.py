@@ -55,6 +55,18 @@ _DEFAULTS = {
     "update_confirm_s": 600,  # a new version must be online with every task alive within this, or it rolls back
     "log_level": "info",
     "config_fallback_s": 21600,  # no server contact this long: back to the config that last reached it; 0: never
+    # the meters' own records: daily freezes, event logs, clock discipline, plausibility
+    "frozen_days_max": 62,  # catch-up depth in days (a meter keeps 62)
+    "frozen_margin_s": 300,  # read the day's freeze this long after 00:00 meter time
+    "frozen_window_s": 3600,  # ... plus an offset within this window, the same each day for a terminal
+    "frozen_pace_ms": 300,  # pause between frozen-value reads, so live polling keeps its timing
+    "meter_events_s": 3600,  # event counters read this often (0: never)
+    "meter_clock_check": True,  # compare meter clocks daily with GNSS / network time
+    "meter_clock_sync": True,  # and correct them by broadcast within the window
+    "meter_clock_threshold_s": 30,
+    "meter_clock_window_s": 300,  # meters take a broadcast sync only within this (5 min)
+    "meter_clock_guard_s": 300,  # no sync this close to 00:00 meter time
+    "meter_max_kw": 60,  # a register growing faster than this is an anomaly
 }
 
 # key -> (type or tuple of types, check or None, human description of the check)
@@ -173,6 +185,17 @@ _RULES = {
     "update_confirm_s": (_INT, _between(30, 86400), "30..86400"),
     "log_level": (str, lambda v: v in ("debug", "info", "warning", "error"), "debug, info, warning or error"),
     "config_fallback_s": (_INT, lambda v: v == 0 or 10 <= v <= 2592000, "0 (never) or 10..2592000"),
+    "frozen_days_max": (_INT, _between(1, 62), "1..62"),
+    "frozen_margin_s": (_INT, _between(0, 7200), "0..7200"),
+    "frozen_window_s": (_INT, _between(0, 43200), "0..43200"),
+    "frozen_pace_ms": (_INT, _between(0, 10000), "0..10000"),
+    "meter_events_s": (_INT, lambda v: v == 0 or 60 <= v <= 86400, "0 (off) or 60..86400"),
+    "meter_clock_check": (bool, None, ""),
+    "meter_clock_sync": (bool, None, ""),
+    "meter_clock_threshold_s": (_INT, _between(1, 3600), "1..3600"),
+    "meter_clock_window_s": (_INT, _between(1, 3600), "1..3600"),
+    "meter_clock_guard_s": (_INT, _between(0, 3600), "0..3600"),
+    "meter_max_kw": (_NUM, _between(0.1, 1000000), "0.1..1000000"),
 }
 
 # What a server may change with config.set; everything else is forbidden_key.

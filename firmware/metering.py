@@ -5,6 +5,7 @@ from dlt645_values import bcd_to_int
 
 from firmware import payloads
 from firmware.meter_caps import MeterCaps
+from firmware.plausibility import Plausibility
 
 
 def _register(raw, signed):
@@ -29,6 +30,8 @@ class Metering:
         self.reads = 0
         self.failed_reads = 0
         self.caps = MeterCaps(t.cfg["state_dir"], t.log)
+        self.plausibility = Plausibility(t.cfg.get("meter_max_kw", 60))
+        self.on_online = []  # callables(address), called when a meter comes back online
 
     async def discover(self):
         """The meter addresses to poll: the configured list, or the single meter found with read-address."""
@@ -139,11 +142,17 @@ class Metering:
             self._offline.discard(addr)
             self.caps.reprobe(addr)  # it was away: it may be another meter now
             self.t.emit_event("meter_online", {"meter": addr})
+            for fn in self.on_online:
+                fn(addr)
 
     async def poll_and_store(self, addr):
         """Read `addr` and put the reading in the outbox before anything else happens to it."""
         reading = await self.read(addr)
         if reading is not None:
+            bad = self.plausibility.check(addr, self.t.clock.now(), reading["kwh"])
+            if bad:
+                self.t.emit_event("meter_anomaly", bad)  # not published as a reading
+                return None
             self.t.store("energy", payloads.energy(reading["ts"], reading["tsrc"], addr, reading["kwh"],
                                                    reading.get("inst")))
         return reading

@@ -129,3 +129,18 @@ def resp(req_id, ts, tsrc, result=None, error=None):
     else:
         body["error"] = error
     return dumps(body)
+
+
+def frozen(ts, tsrc, meter, date, at, fwd, rev=None):
+    """A meter's daily freeze: `date` the day it froze (at 00:00 meter time), `at` its own freeze stamp."""
+    body = {"v": V, "ts": ts, "tsrc": tsrc, "meter": meter, "date": date, "at": at, "fwd": fwd}
+    if rev is not None:
+        body["rev"] = rev
+    return body
+
+
+def meter_event(ts, tsrc, meter, kind, n, data):
+    """One event the meter logged: `kind`, `n` its ordinal in the meter's count, `data` what the record says."""
+    body = {"v": V, "ts": ts, "tsrc": tsrc, "meter": meter, "kind": kind, "n": n}
+    body.update(data)
+    return body

@@ -24,7 +24,7 @@ from tools.procs import LOOPBACK, ROOT, Mosquitto, Proc
 from tools.sim.meter import MeterBus, MeterSpec
 from tools.sim.modem import ModemSim
 
-RECORDS = ("energy", "event", "register")
+RECORDS = ("energy", "event", "register", "frozen", "meter_event")
 
 
 def _nodelay(client):
@@ -85,6 +85,8 @@ class TerminalRig:
             "broker_port": self.broker.port, "cmd_key": key, "meters": [address], "meter_baud": baud,
             "poll_s": 2, "heartbeat_s": 2, "gnss_s": 1, "link_backoff_max_s": 4, "keepalive_s": 10,
             "state_dir": str(workdir / "flash"),
+            # the simulated meter counts energy `speedup` times faster: a plausible power that much higher
+            "meter_max_kw": 4 * (meter_kw + 1) * max(1.0, speedup),
         }
         config.update(cfg or {})
         self.cfg_path.write_text(json.dumps(config))

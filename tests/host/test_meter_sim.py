@@ -152,7 +152,8 @@ def test_reply_takes_at_least_its_wire_time(bus):
 
 
 def test_addressing_wildcards_and_broadcast(bus):
-    b = bus(MeterSpec(A), MeterSpec(B))
+    # meters that take any broadcast time (real ones refuse a jump of years: tests/host/test_meter_history.py)
+    b = bus(MeterSpec(A, strict_sync=False), MeterSpec(B, strict_sync=False))
     c = Client(b.port)
     try:
         assert c.ask(dlt645.read_request("AAAAAAAAAAAA", 0x00010000), timeout=0.3)[0] is None

@@ -7,8 +7,9 @@ from tools import soak
 pytestmark = pytest.mark.system
 
 # A RAM budget with room to spare over the smallest heap that passes (`make bench` measures it): a change that
-# needs much more RAM shows up here as a MemoryError, which fails the soak at once.
-HEAP_BUDGET = "288K"
+# needs much more RAM shows up here as a MemoryError, which fails the soak at once. The code loaded from .mpy
+# takes about 246 KB of it on the 64-bit unix port (a board runs it frozen or from ROMFS: docs/DEPLOY.md).
+HEAP_BUDGET = "400K"
 
 
 def test_short_soak(tmp_path):

@@ -133,6 +133,16 @@ def key_hex(text):
     return text.strip().lower()
 
 
+def day(text):
+    """A calendar date YYYY-MM-DD (a meter-local day)."""
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text.strip()).isoformat()
+    except ValueError:
+        raise _bad("not a date YYYY-MM-DD: %r" % _show(text))
+
+
 def _dsn(text):
     """A PostgreSQL DSN (postgresql://user@host:port/db): taken as it is; the connection checks it."""
     return text.startswith(("postgresql://", "postgres://"))

@@ -5,6 +5,9 @@
     bdmeter-headend query  --broker 127.0.0.1:1883 --db fleet.db [--key HEX | --keys FILE] TID WHAT...
     bdmeter-headend report --db fleet.db --from ISO --to ISO (--grid DEG | --regions FILE.geojson)
     bdmeter-headend key    --db fleet.db [--create] TID HEX
+    bdmeter-headend days   --db fleet.db --from DATE --to DATE [--json]   (whole days from frozen values)
+    bdmeter-headend completeness --db fleet.db --from DATE --to DATE [--json]
+    bdmeter-headend events --db fleet.db [--terminal TID] [--meter ADDR] [--kind KIND] [--json]
     bdmeter-headend update --broker 127.0.0.1:1883 --bundle DIR [--db fleet.db | --key HEX] [--downgrade] TID...
     bdmeter-headend serve  --db fleet.db [--bind 127.0.0.1:8080] [--broker HOST:PORT] [--tz Asia/Shanghai]
     bdmeter-headend user   add|remove|list --db fleet.db [NAME] [--role viewer|operator|admin]
@@ -86,6 +89,23 @@ def parser():
     g.add_argument("--out", type=types.out_base, default="build/report/energy",
                    help="output path without extension (default %(default)s)")
     g.add_argument("--size", type=types.size, default=(1000, 800), help="map size WxH in pixels (default 1000x800)")
+
+    d = sub.add_parser("days", help="energy per meter-local day from the meters' frozen values (days add up "
+                       "exactly to the period)")
+    c = sub.add_parser("completeness", help="per day: meters with a frozen value / meters registered, and the "
+                       "missing ones")
+    for x in (d, c):
+        x.add_argument("--db", type=types.existing_db, default="fleet.db", help="default %(default)s")
+        x.add_argument("--from", dest="d_from", type=types.day, required=True, help="first day, YYYY-MM-DD")
+        x.add_argument("--to", dest="d_to", type=types.day, required=True, help="last day, YYYY-MM-DD")
+        x.add_argument("--json", action="store_true", help="JSON instead of text")
+    e = sub.add_parser("events", help="the meters' own events (power-down, cover open, clock set...), newest "
+                       "first, fleet-wide or per terminal")
+    e.add_argument("--db", type=types.existing_db, default="fleet.db", help="default %(default)s")
+    e.add_argument("--terminal", type=types.terminal, help="only the meters of this terminal")
+    e.add_argument("--meter", help="only this meter (12 digits)")
+    e.add_argument("--kind", help="only this kind, e.g. power_down, meter_cover")
+    e.add_argument("--json", action="store_true", help="JSON instead of a table")
 
     u = sub.add_parser("update", help="offer a signed update bundle to terminals, serve its chunks, and wait for "
                        "each one's outcome (docs/UPDATE.md)")
@@ -261,6 +281,72 @@ def cmd_report(a):
     return 0
 
 
+def _days_checked(a):
+    if a.d_to < a.d_from:
+        print("%s %s: error: argument --to: %s is before --from %s" % (PROG, a.cmd, a.d_to, a.d_from),
+              file=sys.stderr)
+        return False
+    return True
+
+
+def cmd_days(a):
+    from tools.headend import meter_records
+
+    if not _days_checked(a):
+        return 2
+    store = open_store(a.db)
+    try:
+        rep = meter_records.day_energy(store, a.d_from, a.d_to)
+    finally:
+        store.close()
+    if a.json:
+        print(json.dumps(rep, default=str, indent=1))
+        return 0
+    for d in rep["days"]:
+        gaps = sum(1 for v in d["meters"].values() if v is None)
+        print("%s  %12s kWh%s" % (d["date"], d["kwh"], "  (%d meter(s) without both freezes)" % gaps if gaps else ""))
+    print("%s .. %s  %12s kWh (from the freezes at both ends)" % (a.d_from, a.d_to, rep["period_kwh"]))
+    return 0
+
+
+def cmd_completeness(a):
+    from tools.headend import meter_records
+
+    if not _days_checked(a):
+        return 2
+    store = open_store(a.db)
+    try:
+        rows = meter_records.completeness(store, a.d_from, a.d_to)
+    finally:
+        store.close()
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        print("%s  %d/%d  %5.1f %%%s" % (r["date"], r["have"], r["meters"], r["pct"],
+                                        "  missing: " + " ".join(r["missing"]) if r["missing"] else ""))
+    return 0
+
+
+def cmd_events(a):
+    from tools.headend import meter_records
+
+    store = open_store(a.db)
+    try:
+        rows = meter_records.events(store, tid=a.terminal, meter=a.meter, kind=a.kind)
+    finally:
+        store.close()
+    if a.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        extra = {k: v for k, v in r["data"].items() if k not in ("start", "end", "at")}
+        print("%-19s %-19s %s %-15s #%-4d %s %s" % (r["start"] or "", r["end"] or "", r["meter"], r["kind"], r["n"],
+                                                  r["tid"], json.dumps(extra) if extra else ""))
+    print("%d event(s)" % len(rows))
+    return 0
+
+
 def cmd_key(a):
     if not a.create:
         try:
@@ -290,7 +376,8 @@ def main(argv=None):
         return e.code if isinstance(e.code, int) else 2
     try:
         return {"run": cmd_run, "status": cmd_status, "query": cmd_query, "report": cmd_report,
-                "key": cmd_key, "update": cmd_update, **cli_web.COMMANDS}[a.cmd](a)
+                "key": cmd_key, "days": cmd_days, "completeness": cmd_completeness, "events": cmd_events,
+                "update": cmd_update, **cli_web.COMMANDS}[a.cmd](a)
     except (ValueError, OSError) as e:
         print("%s: %s" % (a.cmd, e), file=sys.stderr)
         return 2

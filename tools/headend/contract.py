@@ -7,8 +7,8 @@ import re
 VERSION = 2
 # version 2 added the outbox incarnation `inc` to records; a version 1 record counts as inc ""
 VERSIONS = (1, 2)
-UPLINK_LEAVES = ("status", "register", "energy", "heartbeat", "event", "resp")
-RECORD_LEAVES = ("register", "energy", "event")
+UPLINK_LEAVES = ("status", "register", "energy", "heartbeat", "event", "resp", "frozen", "meter_event")
+RECORD_LEAVES = ("register", "energy", "event", "frozen", "meter_event")
 TSRC = ("gnss", "net", "rtc", "none")
 REGISTER_WHY = ("connect", "fix", "relocation", "boot")
 KWH_KEYS = ("fwd", "t1", "t2", "t3", "t4", "rev", "comb")
@@ -19,6 +19,8 @@ RESET_CAUSES = ("power", "wdt", "soft", "hard", "deepsleep", "unknown")
 _ID = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _METER = re.compile(r"^[0-9]{12}$")
 _INC = re.compile(r"^[0-9a-f]{8}$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_STAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2})?$")
 
 
 class ContractError(Exception):
@@ -236,6 +238,37 @@ def _event(obj, warnings):
         _need(data, "dropped", _int_range(0), "an integer >= 0")
 
 
+def _kwh_list(x):
+    return isinstance(x, list) and 1 <= len(x) <= 16 and all(_is_num(e) and 0 <= e < 1e6 for e in x)
+
+
+def _stamp(x):
+    return isinstance(x, str) and bool(_STAMP.match(x))
+
+
+def _frozen(obj, warnings):
+    _record(obj)
+    _need(obj, "meter", _is_meter, "a 12-digit address")
+    _need(obj, "date", lambda x: isinstance(x, str) and bool(_DATE.match(x)), "a date YYYY-MM-DD")
+    _need(obj, "at", _stamp, "a time stamp YYYY-MM-DDThh:mm")
+    _need(obj, "fwd", _kwh_list, "a list of kWh (total, tariffs)")
+    _need(obj, "rev", _kwh_list, "a list of kWh (total, tariffs)", optional=True)
+
+
+def _meter_event(obj, warnings):
+    _record(obj)
+    _need(obj, "meter", _is_meter, "a 12-digit address")
+    _need(obj, "kind", lambda x: isinstance(x, str) and 0 < len(x) <= 40, "a name")
+    _need(obj, "n", _int_range(0, 999999), "an integer 0..999999")
+    for key in ("start", "end", "at", "before", "after"):
+        _need(obj, key, _stamp, "a time stamp", nullable=True, optional=True)
+    for key in ("kwh_before", "kwh_after"):
+        _need(obj, key, _kwh_list, "a list of kWh", optional=True)
+    if obj["kind"] == "baseline":
+        _need(obj, "counts", lambda x: isinstance(x, dict) and all(v is None or _is_int(v) for v in x.values()),
+              "an object of counts")
+
+
 def _resp(obj, warnings):
     _need(obj, "id", lambda x: isinstance(x, str) and 0 < len(x) <= 40, "a request id", nullable=True)
     _need(obj, "ok", lambda x: isinstance(x, bool), "true/false")
@@ -253,4 +286,6 @@ _CHECKS = {
     "heartbeat": _heartbeat,
     "event": _event,
     "resp": _resp,
+    "frozen": _frozen,
+    "meter_event": _meter_event,
 }

@@ -4,7 +4,7 @@ import json
 import logging
 import time
 
-from tools.headend import contract, rows
+from tools.headend import contract, meter_records, rows
 from tools.headend.store import overdue
 
 log = logging.getLogger("bdmeter.headend")
@@ -92,6 +92,14 @@ class Ingest:
 
     def _event(self, tid, obj, now, retained):
         return self._record(tid, obj, now, "event", self.store.add_event)
+
+    def _frozen(self, tid, obj, now, retained):
+        return self._record(tid, obj, now, "frozen",
+                            lambda *a: meter_records.add_frozen(self.store, *a))
+
+    def _meter_event(self, tid, obj, now, retained):
+        return self._record(tid, obj, now, "meter_event",
+                            lambda *a: meter_records.add_meter_event(self.store, *a))
 
     def _resp(self, tid, obj, now, retained):
         self.store.add_response(tid, obj, now)

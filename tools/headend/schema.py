@@ -1,13 +1,14 @@
-"""The head-end's SQLite schema (version 2: records keyed by terminal, outbox incarnation and seq) and the
-migration of a version 1 database (records keyed by terminal and seq) to it."""
+"""The head-end's SQLite schema (version 3: records keyed by terminal, outbox incarnation and seq; the meters'
+frozen values and events) and the migration of a version 1 database (records keyed by terminal and seq) to it.
+Version 2 to 3 only adds tables."""
 
 import logging
 
-from tools.headend import rows
+from tools.headend import meter_records, rows
 
 log = logging.getLogger("bdmeter.headend")
 
-VERSION = 2
+VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS terminals(
@@ -72,7 +73,7 @@ def _columns(db, table):
 
 
 def statements():
-    return [s.strip() for s in SCHEMA.split(";") if s.strip()]
+    return [s.strip() for s in SCHEMA.split(";") if s.strip()] + meter_records.statements()
 
 
 def ensure(db):

@@ -7,14 +7,21 @@ measured. The frame and value codec here is written independently of
 lib/dlt645.py on purpose: the two check each other in the tests.
 
     python -m tools.sim.meter --port 7001 --meter 000072007201 [--meter ...] [--baud 2400]
-        [--latency-ms 20:80] [--speedup 60] [--seed 1] [--single-phase] [--no-block] [--control-port 7101]
+        [--latency-ms 20:80] [--speedup 60] [--time-scale 1] [--seed 1] [--single-phase] [--no-block]
+        [--control-port 7101]
 
 prints `READY port=<P>` when listening (`--help` lists every option with its default).
 The control port takes JSON lines:
 `{"fault": "silence", "on": true, "address": null}`, `{"get": "served"}`,
 `{"get": "stats"}`, `{"get": "registers", "address": "000072007201"}`, `{"get": "meters"}`,
-`{"clear": "served"}`; each gets one JSON line back. The meters themselves are in
-meter_model.py, the frame and value codec in dlt645_wire.py.
+`{"clear": "served"}`, and the meter's life: `{"mains": false, "address": A}` (supply cut: silent, a
+power-down logged; true restores it), `{"cover": true|false, "address": A}`, `{"advance_s": 86400}` (true
+time jumps ahead, the meters freeze at their midnights), `{"time_scale": 1440}`, `{"set_clock": [y, mo, d,
+h, mi, s], "address": A}`, `{"drift_ppm": 50, "address": A}`,
+`{"set_kwh": 12.5, "address": A}` (registers as a swapped meter's), `{"get": "freezes" | "events" | "clock",
+"address": A}`; each gets one JSON line back (a request without an address applies to every meter).
+The meters themselves are in meter_model.py (their memory in meter_history.py), the frame and value
+codec in dlt645_wire.py.
 """
 
 import argparse
@@ -27,6 +34,7 @@ from tools.sim.dlt645_wire import (  # noqa: F401 - re-exported: the simulator's
     BROADCAST, DI_1997, ERR_NO_DATA, ERR_OTHER, ERR_UNAUTHORISED, FORMATS, address_bytes, bcd, di_text,
     encode_value, make_frame, matches, parse_frame,
 )
+from tools.sim.meter_history import local_seconds
 from tools.sim.meter_model import Meter, MeterSpec  # noqa: F401 - re-exported
 from tools.sim.peer import SimPeer
 
@@ -42,10 +50,10 @@ class MeterBus(SimPeer):
     thread_name = "meter bus"
 
     def __init__(self, specs, baud=2400, seed=1, latency_ms=(20, 80), speedup=1.0, utc_offset_s=8 * 3600,
-                 abnormal_err=ERR_OTHER, host="127.0.0.1"):
+                 abnormal_err=ERR_OTHER, host="127.0.0.1", time_scale=1.0):
         self.rng = random.Random(seed)
         specs = [MeterSpec(address=s) if isinstance(s, str) else s for s in specs]
-        self.meters = [Meter(s, random.Random(self.rng.random()), speedup, utc_offset_s) for s in specs]
+        self.meters = [Meter(s, random.Random(self.rng.random()), speedup, utc_offset_s, time_scale) for s in specs]
         self.baud = baud
         self.latency_ms = latency_ms
         self.abnormal_err = abnormal_err
@@ -53,7 +61,8 @@ class MeterBus(SimPeer):
         self.faults = {}  # bus-wide: fault name -> replies left to spoil (None: until switched off)
         self.served = []
         self.stats = dict.fromkeys(("requests", "replies", "broadcasts", "ignored", "abnormal", "silenced",
-                                    "collisions", "bad_rx", "bytes_rx", "bytes_tx", "clients", "drops"), 0)
+                                    "collisions", "bad_rx", "bytes_rx", "bytes_tx", "clients", "drops",
+                                    "syncs_taken", "syncs_refused"), 0)
         self.port = None
         self.control_port = None
         self._loop = None
@@ -167,9 +176,19 @@ class MeterBus(SimPeer):
         if address == BROADCAST:
             self.stats["broadcasts"] += 1
             if control == 0x08 and len(data) == 6:
-                ss, mm, hh, dd, mo, yy = (int("%02X" % b) for b in data)
+                try:
+                    ss, mm, hh, dd, mo, yy = (int("%02X" % b) for b in data)
+                    tm = (2000 + yy, mo, dd, hh, mm, ss)
+                    local_seconds(tm)
+                    if not (1 <= mo <= 12 and 1 <= dd <= 31 and hh < 24 and mm < 60 and ss < 60):
+                        raise ValueError(tm)
+                except ValueError:
+                    return  # not a valid time: ignored
                 for m in self.meters:
-                    m.set_clock((2000 + yy, mo, dd, hh, mm, ss))
+                    if m.broadcast_sync(tm):
+                        self.stats["syncs_taken"] += 1
+                    else:
+                        self.stats["syncs_refused"] += 1
             return  # never answer a broadcast
         found = [m for m in self.meters if matches(address, m.address)]
         if not found:
@@ -179,6 +198,9 @@ class MeterBus(SimPeer):
             self.stats["collisions"] += 1  # several meters would talk at once: nothing readable
             return
         meter = found[0]
+        if not meter.powered:
+            self.stats["silenced"] += 1
+            return  # no supply, no answer
         faults = self._take_faults(meter)
         if "drop_client" in faults:
             self.stats["drops"] += 1
@@ -252,7 +274,7 @@ class MeterBus(SimPeer):
                     y, mo, d = 2000 + f[3], f[2], f[1]
                 else:
                     h, mi, s = f[2], f[1], f[0]
-                meter.set_clock((y, mo, d, h, mi, s))
+                meter.write_clock((y, mo, d, h, mi, s))
             except (IndexError, ValueError, OverflowError):
                 return 0xD4, bytes([ERR_OTHER]), None
             return 0x94, b"", None
@@ -309,7 +331,40 @@ class MeterBus(SimPeer):
             return {"registers": {di_text(di): v for di, v in regs.items()}}
         if what == "clock":
             return {"clock": list(self.meter(req["address"]).clock_tuple())}
-        raise ValueError("unknown request %r" % (req,))
+        if what == "freezes":
+            return {"freezes": self.meter(req["address"]).freezes()}
+        if what == "events":
+            return {"events": self.meter(req["address"]).events()}
+        return self._life(req)
+
+    def _life(self, req):
+        """Control requests that change the meters' world: supply, cover, time."""
+        targets = [self.meter(req["address"])] if req.get("address") else self.meters
+        if "mains" in req:
+            for m in targets:
+                m.set_mains(bool(req["mains"]))
+        elif "cover" in req:
+            for m in targets:
+                m.set_cover(bool(req["cover"]))
+        elif "advance_s" in req:
+            for m in targets:
+                m.advance(float(req["advance_s"]))
+        elif "time_scale" in req:
+            for m in targets:
+                m.set_time_scale(float(req["time_scale"]))
+        elif "set_clock" in req:
+            for m in targets:
+                m.set_clock(tuple(int(x) for x in req["set_clock"]))
+        elif "set_kwh" in req:
+            for m in targets:
+                m.set_forward(float(req["set_kwh"]))
+        elif "drift_ppm" in req:
+            for m in targets:
+                m.set_clock(m.clock_tuple())  # drift counts from now
+                m.drift_ppm = float(req["drift_ppm"])
+        else:
+            raise ValueError("unknown request %r" % (req,))
+        return {"ok": True}
 
 
 def _range(text):
@@ -330,6 +385,9 @@ def main(argv=None):
                     help="a meter answers after a random delay in this range, ms (default: 20:80)")
     ap.add_argument("--speedup", type=float, default=1.0,
                     help="energy grows this many times faster than real time (default: %(default)s)")
+    ap.add_argument("--time-scale", type=float, default=1.0,
+                    help="the meters' true time (clock, freezes, energy) runs this many times faster than the "
+                         "host's, so days pass in minutes (default: %(default)s)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the load profiles and noise (default: %(default)s)")
     ap.add_argument("--max-frame-data", type=int, default=200,
                     help="longest reply data (L); longer values go out as follow-up frames (default: %(default)s)")
@@ -344,7 +402,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     specs = [MeterSpec(address=a, max_frame_data=args.max_frame_data, phases=1 if args.single_phase else 3,
                        block=not args.no_block) for a in (args.meter or ["000072007201"])]
-    bus = MeterBus(specs, baud=args.baud, seed=args.seed, latency_ms=args.latency_ms, speedup=args.speedup)
+    bus = MeterBus(specs, baud=args.baud, seed=args.seed, latency_ms=args.latency_ms, speedup=args.speedup,
+                   time_scale=args.time_scale)
     return bus.serve(args.port, args.control_port)
 
 

@@ -1,4 +1,9 @@
-"""One simulated DL/T 645 meter: its load profile, energy registers, instantaneous values, clock and refusals."""
+"""One simulated DL/T 645 meter: its load profile, energy registers, instantaneous values, clock and refusals.
+
+Time: "true" local time runs `time_scale` times faster than the host's clock (and can jump ahead with
+`advance`), so days pass in minutes; the meter's own clock is true time plus an offset that drifts by
+`drift_ppm`. The meter freezes, settles and logs events on its own clock (meter_history.py).
+"""
 
 import calendar
 import math
@@ -7,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from tools.sim.dlt645_wire import FORMATS, encode_value
+from tools.sim.meter_history import MeterHistory, local_seconds
 
 TARIFF_BY_HOUR = "444444442211333332211334"  # 1 sharp, 2 peak, 3 flat, 4 valley (local hour -> tariff)
 BLOCK_DI = 0x0001FF00
@@ -34,18 +40,27 @@ class MeterSpec:
     max_frame_data: int = 200  # L limit of one reply frame; longer values go out as follow-up frames
     meter_number: str = None  # 04000402 / C032; None: the address
     password: str = "000000"  # for writes (14), level 02
+    drift_ppm: float = 0.0  # the meter clock gains this many millionths of a second per second
+    strict_sync: bool = True  # False: take any broadcast time sync (no window, guard or daily limit)
+    history_depth: int = 62  # daily freezes kept
 
 
 class Meter:
     """One simulated meter: energy registers that grow with its load profile, instantaneous values, a clock."""
 
-    def __init__(self, spec, rng, speedup=1.0, utc_offset_s=8 * 3600):
+    def __init__(self, spec, rng, speedup=1.0, utc_offset_s=8 * 3600, time_scale=1.0):
         self.spec = spec
         self.address = spec.address
         self.faults = {}  # fault name -> replies left to spoil (None: until switched off)
         self.speedup = speedup
         self.utc_offset_s = utc_offset_s
         self.clock_offset_s = spec.clock_offset_s
+        self.drift_ppm = spec.drift_ppm
+        self.history = MeterHistory(spec.history_depth)
+        self._base_wall = time.time()  # true UTC = _base_true + (wall - _base_wall) * time_scale
+        self._base_true = self._base_wall
+        self.time_scale = time_scale
+        self._drift_ref = self.true_utc()
         self._rng = rng
         self._lock = threading.Lock()
         start = spec.start_kwh if spec.start_kwh is not None else rng.uniform(100, 9000)
@@ -55,22 +70,120 @@ class Meter:
         self._tariff.append(total - sum(self._tariff))  # tariffs sum to the total exactly
         self._reverse = int(round(spec.reverse_kwh * 100))
         self._residual = 0.0  # energy below 0.01 kWh not yet counted, kWh (signed: import > 0)
-        self._last = time.monotonic()
+        self._upto = self.true_utc()  # true time up to which energy is counted
+        self._last_clock = self.clock()
         self._phase_v = [rng.uniform(-3, 3) for _ in range(3)]
         self._p_kw = self._power(self.clock())
         self._snap = None  # (monotonic time, instantaneous values)
         self.followup = None  # the last read's reply split into parts, for follow-up requests (12 / 02)
 
+    # -- time ------------------------------------------------------------------------------
+    def true_utc(self):
+        """The simulation's true UTC (Unix seconds): the host's clock, scaled and advanced."""
+        return self._base_true + (time.time() - self._base_wall) * self.time_scale
+
+    def set_time_scale(self, scale):
+        """From now on true time runs `scale` times faster than the host's clock."""
+        with self._lock:
+            self._advance()
+            now = self.true_utc()
+            self._base_wall, self._base_true, self.time_scale = time.time(), now, float(scale)
+
+    def advance(self, seconds):
+        """Jump true time ahead by `seconds`: energy grows, the meter freezes at each of its midnights."""
+        with self._lock:
+            self._base_true += seconds
+            self._advance()
+
+    @property
+    def _last(self):
+        """The host's monotonic time up to which energy is counted (as before true time was scaled)."""
+        return time.monotonic() - (self.true_utc() - self._upto) / (self.time_scale or 1.0)
+
+    @_last.setter
+    def _last(self, mono):
+        self._upto = self.true_utc() - (time.monotonic() - mono) * (self.time_scale or 1.0)
+
+    def _clock_at(self, true_utc):
+        drift = (true_utc - self._drift_ref) * self.drift_ppm / 1e6
+        return true_utc + self.utc_offset_s + self.clock_offset_s + drift
+
     # clock: naive local seconds (epoch-style, local time of the meter)
     def clock(self):
-        return time.time() + self.utc_offset_s + self.clock_offset_s
+        return self._clock_at(self.true_utc())
 
     def clock_tuple(self):
         return tuple(time.gmtime(self.clock())[:6])
 
     def set_clock(self, tm):
         """tm = (year, month, day, hour, minute, second) as the meter's local time."""
-        self.clock_offset_s = calendar.timegm(tuple(tm[:6]) + (0, 0, 0)) - time.time() - self.utc_offset_s
+        with self._lock:
+            self._advance()
+            now = self.true_utc()
+            self._drift_ref = now
+            self.clock_offset_s = calendar.timegm(tuple(tm[:6]) + (0, 0, 0)) - now - self.utc_offset_s
+            self._last_clock = self.clock()
+
+    def write_clock(self, tm):
+        """A clock write (14 to 04000101/02): set, and logged as a clock-set event."""
+        before = self.clock()
+        self.set_clock(tm)
+        with self._lock:
+            self.history.clock_set(before, self.clock())
+
+    def broadcast_sync(self, tm):
+        """A broadcast time sync (08): taken only as a real meter takes it. True if taken."""
+        with self._lock:
+            self._advance()
+            clock = self.clock()
+            if not self.history.mains:
+                return False
+            if self.spec.strict_sync and not self.history.may_broadcast_sync(clock, local_seconds(tm)):
+                return False
+        self.set_clock(tm)
+        with self._lock:
+            self.history.broadcast_synced(self.clock())
+        return True
+
+    # -- mains, cover ------------------------------------------------------------------------
+    @property
+    def powered(self):
+        return self.history.mains
+
+    def set_mains(self, on):
+        """Cut (False) or restore (True) the meter's supply: it goes silent, logs a power-down, makes up freezes."""
+        with self._lock:
+            self._advance()
+            if on:
+                self._upto = self.true_utc()  # no energy counted while off
+                self.history.mains_on(self.clock(), *self._regs_for_history())
+            else:
+                self.history.mains_off(self.clock())
+
+    def set_cover(self, is_open):
+        with self._lock:
+            self._advance()
+            self.history.cover(is_open, self.clock(), *self._regs_for_history())
+
+    def set_forward(self, kwh):
+        """Registers as another meter's (a swap on site): forward total `kwh`, split over the tariffs as at start."""
+        with self._lock:
+            self._advance()
+            total = int(round(kwh * 100))
+            self._tariff = [int(total * s) for s in (0.15, 0.3, 0.35)]
+            self._tariff.append(total - sum(self._tariff))
+
+    def _regs_for_history(self):
+        return [sum(self._tariff)] + list(self._tariff), [self._reverse]
+
+    def freezes(self):
+        with self._lock:
+            self._advance()
+            return self.history.freezes()
+
+    def events(self):
+        with self._lock:
+            return {"counts": dict(self.history.counts)}
 
     def _power(self, clock_s):
         tod = (clock_s % 86400) / 86400.0
@@ -80,11 +193,16 @@ class Meter:
         return load - self.spec.export_kw * sun
 
     def _advance(self):
-        now = time.monotonic()
-        while self._last < now:
-            dt = min(5.0, now - self._last)
-            self._last += dt
-            clock = self.clock() - (now - self._last)
+        # In steps of at most 5 minutes of true time: the tariff of the hour and the freezes at midnight.
+        now = self.true_utc()
+        if not self.history.mains:
+            self._upto = now
+            self._last_clock = self._clock_at(now)
+            return
+        while self._upto < now:
+            dt = min(300.0, now - self._upto)
+            self._upto += dt
+            clock = self._clock_at(self._upto)
             self._p_kw = self._power(clock)
             self._residual += self._p_kw * dt * self.speedup / 3600.0
             counts = int(self._residual * 100)  # toward zero
@@ -93,6 +211,8 @@ class Meter:
             elif counts < 0:
                 self._reverse -= counts
             self._residual -= counts / 100.0
+            self.history.tick(self._last_clock, clock, *self._regs_for_history())
+            self._last_clock = clock
 
     def _instant(self, p):
         """Instantaneous V/I/P/PF/f: measured once per second, like a meter, so reads agree with each other."""
@@ -150,7 +270,7 @@ class Meter:
     def has(self, di):
         """False for a DI this meter does not keep (answered with ERR "no such data")."""
         if di not in FORMATS:
-            return False
+            return self.history.read(di, None) is not None
         if self.spec.phases == 1 and di in PHASE_BC_DIS:
             return False
         return self.spec.block or di != BLOCK_DI
@@ -159,5 +279,9 @@ class Meter:
         """(value, value bytes) of a DI, or None if this meter has no such data."""
         if not self.has(di):
             return None
+        if di not in FORMATS:
+            with self._lock:
+                self._advance()
+                return self.history.read(di, None)
         v = self.registers()[di]
         return v, encode_value(di, v)

@@ -1,0 +1,261 @@
+"""DL/T 645-2007 frozen data, settlement data, event records and status words: DIs and pure decoders.
+
+Pure and portable (CPython and MicroPython), no I/O. Value bytes come with the
+0x33 offset removed, lowest byte first. Energies stay exact integers in
+hundredths of a kWh (XXXXXX.XX); time stamps are tuples (year, month, day,
+hour, minute[, second]). In these DIs DI0, the "N-th previous" index, is
+binary (the 62nd previous daily freeze is 0x3E), not BCD. A record a meter has
+not written yet (all 00, or all FF) decodes to None. Anything else that does
+not fit a known layout raises ValueError: a meter whose variant is not known
+is refused cleanly rather than misread.
+"""
+
+from dlt645_values import bcd_to_int
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x):
+        return x
+
+# -- daily freeze (05 06 xx NN): NN = 1 (the latest) .. DAILY_DEPTH ----------------------------
+DAILY_TIME = const(0x05060000)  # + NN: YYMMDDhhmm of the N-th previous daily freeze
+DAILY_FWD = const(0x05060100)  # + NN: forward active energy, total then tariffs (4 bytes each)
+DAILY_REV = const(0x05060200)  # + NN: reverse active energy, total then tariffs
+DAILY_DEPTH = const(62)
+
+# -- settlement day (结算日): DI0 00 = current, 01..0C = previous 1..12 settlements -----------------
+SETTLE_FWD_BLOCK = const(0x0001FF00)  # + NN: forward active, total then tariffs
+SETTLE_FWD = const(0x00010000)  # + NN: forward active total
+SETTLE_REV = const(0x00020000)  # + NN: reverse active total
+SETTLE_DEPTH = const(12)
+SETTLE_DAY_1 = const(0x04000B01)  # DDhh of settlement day 1 (..03)
+
+# -- status words 04000501..07 (2 bytes each) and their block -----------------------------------------
+STATUS_WORD = const(0x04000500)  # + k (1..7)
+STATUS_BLOCK = const(0x040005FF)
+
+EVENT_DEPTH = const(10)  # meters keep the last 10 records of each event
+
+# kind, count DI (3-byte count), record base DI (+ N = 1..10), record lengths accepted
+EVENTS = (
+    ("power_down", 0x03110000, 0x03110000, (12,)),
+    ("programming", 0x03300000, 0x03300000, (50,)),
+    ("meter_clear", 0x03300100, 0x03300100, (106,)),
+    ("event_clear", 0x03300300, 0x03300300, (14,)),
+    ("clock_set", 0x03300400, 0x03300400, (16,)),
+    ("meter_cover", 0x03300D00, 0x03300D00, (60,)),
+    ("terminal_cover", 0x03300E00, 0x03300E00, (60, 14)),  # 14 bytes per one source: layout unconfirmed
+)
+KINDS = tuple(e[0] for e in EVENTS)
+
+# (word 1..7, bit, name): status flags reported by name (bits as the sources agree on them)
+STATUS_BITS = (
+    (1, 2, "clock_battery_low"),
+    (1, 3, "backup_battery_low"),
+    (1, 4, "active_reversed"),
+    (1, 5, "reactive_reversed"),
+    (1, 13, "memory_fault"),
+    (1, 15, "clock_fault"),
+    (3, 4, "relay_open"),
+    (3, 6, "relay_cmd_open"),
+    (3, 7, "pretrip_alarm"),
+    (3, 12, "power_guarantee"),
+    (7, 5, "power_down"),
+    (7, 9, "cover_open"),
+    (7, 10, "terminal_cover_open"),
+)
+
+
+def _nth(base, n, depth):
+    if not 1 <= n <= depth:
+        raise ValueError("N-th previous must be 1..%d, got %r" % (depth, n))
+    return base + n  # binary, not BCD
+
+
+def daily_time_di(n):
+    """DI of the time of the n-th previous daily freeze (1 = the latest)."""
+    return _nth(DAILY_TIME, n, DAILY_DEPTH)
+
+
+def daily_fwd_di(n):
+    """DI of the forward active energies (total + tariffs) of the n-th previous daily freeze."""
+    return _nth(DAILY_FWD, n, DAILY_DEPTH)
+
+
+def daily_rev_di(n):
+    """DI of the reverse active energies (total + tariffs) of the n-th previous daily freeze."""
+    return _nth(DAILY_REV, n, DAILY_DEPTH)
+
+
+def settle_fwd_block_di(n):
+    """DI of the forward active block of the n-th previous settlement (0 = the current period)."""
+    if not 0 <= n <= SETTLE_DEPTH:
+        raise ValueError("settlement index must be 0..%d" % SETTLE_DEPTH)
+    return SETTLE_FWD_BLOCK + n
+
+
+def event_spec(kind):
+    """(kind, count DI, record base DI, record lengths) of an event kind; ValueError if unknown."""
+    for e in EVENTS:
+        if e[0] == kind:
+            return e
+    raise ValueError("unknown event kind %r" % (kind,))
+
+
+def event_count_di(kind):
+    """DI of an event kind's total count."""
+    return event_spec(kind)[1]
+
+
+def event_record_di(kind, n):
+    """DI of the n-th latest record (1..10) of an event kind."""
+    return _nth(event_spec(kind)[2], n, EVENT_DEPTH)
+
+
+# -- field decoders ---------------------------------------------------------------------------------
+def _byte(data, i):
+    return bcd_to_int(data[i:i + 1])
+
+
+def _empty(data):
+    first = data[0]
+    if first not in (0x00, 0xFF):
+        return False
+    for b in data:
+        if b != first:
+            return False
+    return True
+
+
+def _days_in(year, month):
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def decode_stamp(data, start=0, n=6):
+    """YYMMDDhhmm[ss] (n = 5 or 6 bytes, lowest first) at data[start:] -> tuple, or None if never written."""
+    raw = data[start:start + n]
+    if len(raw) != n:
+        raise ValueError("time stamp needs %d bytes, got %d" % (n, len(raw)))
+    if _empty(raw):
+        return None
+    f = [_byte(raw, i) for i in range(n)]  # lowest first: [ss] mm hh DD MM YY
+    if n == 6:
+        ss, f = f[0], f[1:]
+        if ss > 59:
+            raise ValueError("bad seconds")
+    mi, hh, dd, mo, yy = f
+    year = 2000 + yy
+    if not (1 <= mo <= 12 and 1 <= dd <= _days_in(year, mo) and hh <= 23 and mi <= 59):
+        raise ValueError("bad time stamp")
+    return (year, mo, dd, hh, mi, ss) if n == 6 else (year, mo, dd, hh, mi)
+
+
+def stamp_text(tm):
+    """(y, mo, d, h, mi[, s]) -> 'YYYY-MM-DDThh:mm[:ss]'; None stays None."""
+    if tm is None:
+        return None
+    out = "%04d-%02d-%02dT%02d:%02d" % tm[:5]
+    return out + (":%02d" % tm[5]) if len(tm) > 5 else out
+
+
+def date_text(tm):
+    """The date part of a stamp tuple: 'YYYY-MM-DD'."""
+    return "%04d-%02d-%02d" % tm[:3]
+
+
+def decode_energies(data, count=None):
+    """n x XXXXXX.XX (4 bytes each) -> [hundredths of kWh, ...]; `count` items only if given."""
+    n = len(data)
+    if n == 0 or n % 4:
+        raise ValueError("energy block of %d bytes is not a multiple of 4" % n)
+    if count is not None and n < 4 * count:
+        raise ValueError("energy block of %d bytes, want %d items" % (n, count))
+    items = n // 4 if count is None else count
+    return [bcd_to_int(data[4 * i:4 * i + 4]) for i in range(items)]
+
+
+def decode_freeze_time(data):
+    """A daily freeze time (YYMMDDhhmm, 5 bytes) -> (y, mo, d, h, mi), or None if that freeze is empty."""
+    if len(data) != 5:
+        raise ValueError("freeze time of %d bytes, want 5" % len(data))
+    return decode_stamp(data, 0, 5)
+
+
+def decode_count(data):
+    """An event count (NNNNNN, 3 bytes) -> int."""
+    if len(data) != 3:
+        raise ValueError("event count of %d bytes, want 3" % len(data))
+    return bcd_to_int(data)
+
+
+def _operator(data, start):
+    raw = data[start:start + 4]
+    return "".join("%02X" % raw[i] for i in range(3, -1, -1))
+
+
+def _di_list(data, start, count):
+    out = []
+    for k in range(count):
+        i = start + 4 * k
+        di = data[i] | data[i + 1] << 8 | data[i + 2] << 16 | data[i + 3] << 24
+        if di != 0xFFFFFFFF and di != 0:
+            out.append(di)
+    return out
+
+
+def decode_event(kind, data):
+    """One event record of `kind` -> dict (start/end/at stamps, energies in hundredths), or None if empty.
+
+    power_down, meter_cover, terminal_cover: {"start", "end"} (end None while the event lasts), covers add
+    {"before", "after"}: [fwd, rev] active totals. clock_set: {"operator", "before", "after"}.
+    programming: {"at", "operator", "dis"}. meter_clear: {"at", "operator", "before": [fwd, rev]}.
+    event_clear: {"at", "operator", "di"}.
+    """
+    spec = event_spec(kind)
+    n = len(data)
+    if n not in spec[3]:
+        raise ValueError("%s record of %d bytes, want %s" % (kind, n, "/".join(str(x) for x in spec[3])))
+    if _empty(data):
+        return None
+    if kind in ("power_down", "meter_cover", "terminal_cover"):
+        if n != 12 and n != 60:
+            raise ValueError("%s record of %d bytes: layout not known" % (kind, n))
+        out = {"start": decode_stamp(data, 0), "end": decode_stamp(data, 6)}
+        if out["start"] is None:
+            raise ValueError("%s record without a start" % kind)
+        if n == 60:
+            out["before"] = decode_energies(data[12:20])
+            out["after"] = decode_energies(data[36:44])
+        return out
+    if kind == "clock_set":
+        return {"operator": _operator(data, 0), "before": decode_stamp(data, 4), "after": decode_stamp(data, 10)}
+    out = {"at": decode_stamp(data, 0), "operator": _operator(data, 6)}
+    if kind == "programming":
+        out["dis"] = _di_list(data, 10, 10)
+    elif kind == "meter_clear":
+        out["before"] = decode_energies(data[10:18])
+    else:  # event_clear
+        dis = _di_list(data, 10, 1)
+        out["di"] = dis[0] if dis else None
+    return out
+
+
+def decode_status(data, first=1):
+    """Status words (2 bytes each, from word `first`) -> {"words": [..], flag name: bool, ...}.
+
+    The block 040005FF is 7 words (14 bytes) in most meters, 16 bytes in one source: extra words are kept
+    in "words" and not named.
+    """
+    n = len(data)
+    if n == 0 or n % 2:
+        raise ValueError("status of %d bytes is not whole words" % n)
+    words = [data[i] | data[i + 1] << 8 for i in range(0, n, 2)]
+    out = {"words": words}
+    for word, bit, name in STATUS_BITS:
+        k = word - first
+        if 0 <= k < len(words):
+            out[name] = bool(words[k] >> bit & 1)
+    return out

@@ -1,0 +1,160 @@
+"""The meters' own records at the head-end: daily frozen values and meter events, completeness, whole-day energy.
+
+A `frozen` record is kept once per (meter, date), whoever sent it and however often: the terminal may
+send a freeze twice (docs/PROTOCOL.md). A second one with other content is counted (`frozen_conflict`)
+and logged, the first kept. A `meter_event` is kept per (meter, kind, n); a later copy that brings the
+end of an event sent while still open replaces it.
+
+Whole days: the energy of meter-local day D is frozen(D+1) - frozen(D) on the forward total, in exact
+hundredths; the energy of days D1..D2 is frozen(D2+1) - frozen(D1). The days therefore add up exactly to
+the period. Completeness of day D: the meters registered (any terminal's registration) with a freeze
+dated D, over all registered meters, with the missing listed.
+"""
+
+import json
+import logging
+from datetime import date, timedelta
+from decimal import Decimal
+
+log = logging.getLogger("bdmeter.headend")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS frozen(
+    meter TEXT NOT NULL, date TEXT NOT NULL, at TEXT, fwd_c INTEGER, fwd TEXT, rev TEXT,
+    tid TEXT, inc TEXT, seq INTEGER, received REAL, PRIMARY KEY(meter, date)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meter_events(
+    meter TEXT NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, tid TEXT, ts INTEGER, start TEXT, end_ TEXT,
+    data TEXT, received REAL, PRIMARY KEY(meter, kind, n)) WITHOUT ROWID;
+"""
+
+_FIELDS = ("v", "seq", "inc", "ts", "tsrc", "meter", "kind", "n")
+
+
+def statements():
+    return [s.strip() for s in SCHEMA.split(";") if s.strip()]
+
+
+def centi(x):
+    """A kWh number from JSON (2 decimals) as integer hundredths, exactly."""
+    return int(Decimal(repr(float(x))).scaleb(2).to_integral_value())
+
+
+def _dumps(obj):
+    return json.dumps(obj, separators=(",", ":"))
+
+
+# -- writes (inside a store transaction) ---------------------------------------------------------------
+
+def add_frozen(store, tid, inc, m, values, now):
+    db = store.db
+    fwd = [centi(x) for x in m["fwd"]]
+    rev = [centi(x) for x in m["rev"]] if "rev" in m else None
+    row = db.execute("SELECT fwd, rev, at FROM frozen WHERE meter = ? AND date = ?", (m["meter"], m["date"])).fetchone()
+    if row is not None:
+        if row["fwd"] != _dumps(fwd) or row["at"] != m["at"] or (rev is not None and row["rev"] != _dumps(rev)):
+            store.bump("frozen_conflict")
+            log.warning("meter %s frozen %s from %s differs from the one stored: kept the first", m["meter"],
+                        m["date"], tid)
+        else:
+            store.bump("frozen_again")
+        return
+    db.execute("INSERT INTO frozen(meter, date, at, fwd_c, fwd, rev, tid, inc, seq, received)"
+               " VALUES(?,?,?,?,?,?,?,?,?,?)",
+               (m["meter"], m["date"], m["at"], fwd[0], _dumps(fwd), None if rev is None else _dumps(rev), tid, inc,
+                m["seq"], now))
+
+
+def add_meter_event(store, tid, inc, m, values, now):
+    data = {k: v for k, v in m.items() if k not in _FIELDS}
+    key = (m["meter"], m["kind"], m["n"])
+    row = store.db.execute("SELECT end_ FROM meter_events WHERE meter = ? AND kind = ? AND n = ?", key).fetchone()
+    if row is not None and (row["end_"] is not None or data.get("end") is None):
+        store.bump("meter_event_again")
+        return
+    if row is not None:  # (the dialect SQLite and PostgreSQL share: no INSERT OR REPLACE)
+        store.db.execute("DELETE FROM meter_events WHERE meter = ? AND kind = ? AND n = ?", key)
+    store.db.execute("INSERT INTO meter_events(meter, kind, n, tid, ts, start, end_, data, received)"
+                     " VALUES(?,?,?,?,?,?,?,?,?)",
+                     key + (tid, int(m["ts"]), data.get("start") or data.get("at"), data.get("end"), _dumps(data),
+                            now))
+
+
+# -- reads --------------------------------------------------------------------------------------------------
+
+def _days(d_from, d_to):
+    d = date.fromisoformat(d_from)
+    end = date.fromisoformat(d_to)
+    out = []
+    while d <= end:
+        out.append(d.isoformat())
+        d += timedelta(days=1)
+    return out
+
+
+def registered_meters(store):
+    rows = store.query("SELECT DISTINCT meter FROM registration_meters UNION SELECT DISTINCT meter FROM frozen")
+    return sorted(r[0] for r in rows)
+
+
+def completeness(store, d_from, d_to):
+    """Per day D1..D2: {"date", "have", "meters", "pct", "missing": [...]} over every registered meter."""
+    meters = registered_meters(store)
+    out = []
+    for d in _days(d_from, d_to):
+        have = {r[0] for r in store.query("SELECT meter FROM frozen WHERE date = ?", (d,))}
+        missing = [a for a in meters if a not in have]
+        n = len(meters) - len(missing)
+        out.append({"date": d, "have": n, "meters": len(meters), "missing": missing,
+                    "pct": round(100.0 * n / len(meters), 1) if meters else 0.0})
+    return out
+
+
+def _fwd(store, meter, d):
+    rows = store.query("SELECT fwd_c FROM frozen WHERE meter = ? AND date = ?", (meter, d))
+    return rows[0][0] if rows else None
+
+
+def day_energy(store, d_from, d_to, meters=None):
+    """Whole days D1..D2 from frozen values: {"days": [{"date", "kwh", "meters": {m: kWh or None}}],
+    "period_kwh", "period": {m: kWh or None}, "missing": [(meter, date)]} with Decimal kWh (2 places)."""
+    meters = meters or registered_meters(store)
+    days = _days(d_from, d_to)
+    after = (date.fromisoformat(d_to) + timedelta(days=1)).isoformat()
+    out, missing = [], []
+    for d in days:
+        nxt = (date.fromisoformat(d) + timedelta(days=1)).isoformat()
+        per, total = {}, Decimal("0.00")
+        for a in meters:
+            x, y = _fwd(store, a, d), _fwd(store, a, nxt)
+            if x is None or y is None:
+                per[a] = None
+                missing.append((a, d))
+                continue
+            per[a] = Decimal(y - x).scaleb(-2)
+            total += per[a]
+        out.append({"date": d, "kwh": total, "meters": per})
+    period, ptotal = {}, Decimal("0.00")
+    for a in meters:
+        x, y = _fwd(store, a, days[0]), _fwd(store, a, after)
+        period[a] = None if x is None or y is None else Decimal(y - x).scaleb(-2)
+        if period[a] is not None:
+            ptotal += period[a]
+    return {"days": out, "period": period, "period_kwh": ptotal, "missing": missing}
+
+
+def events(store, tid=None, meter=None, kind=None, limit=1000):
+    """Meter events, newest first, optionally of one terminal, meter or kind."""
+    where, args = [], []
+    for col, val in (("tid", tid), ("meter", meter), ("kind", kind)):
+        if val is not None:
+            where.append("%s = ?" % col)
+            args.append(val)
+    sql = "SELECT * FROM meter_events" + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY coalesce(start, '') DESC, meter, kind, n DESC LIMIT ?"
+    out = []
+    for r in store.query(sql, tuple(args) + (limit,)):
+        d = dict(r)
+        d["end"] = d.pop("end_")
+        d["data"] = json.loads(d["data"]) if d["data"] else {}
+        out.append(d)
+    return out
