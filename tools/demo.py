@@ -33,6 +33,7 @@ CITY = (40.84, 111.75, 1065.0)  # Hohhot: lat, lon, alt
 SPREAD_KM = 5.0  # radius: terminals spread over ~10 km
 GOLDEN_ANGLE = math.pi * (3 - math.sqrt(5))
 PREFIX = "bdmeter"
+SPEEDUP = 600  # the simulated meters' clock and energy run this many times faster than real time
 READY = re.compile(r"READY port=(\d+)")
 
 
@@ -83,10 +84,11 @@ class Terminal:
         if self.specs:
             from tools.sim.meter import MeterBus
 
-            self.bus = MeterBus(self.specs, speedup=600, seed=self.i + 1)
+            self.bus = MeterBus(self.specs, speedup=SPEEDUP, seed=self.i + 1)
             meter_port = self.bus.start()
         else:
-            meter_port = self._sim("tools.sim.meter", meter_args + ["--speedup", "600", "--seed", str(self.i + 1)],
+            meter_port = self._sim("tools.sim.meter",
+                                   meter_args + ["--speedup", str(SPEEDUP), "--seed", str(self.i + 1)],
                                    "meter-t%d" % (self.i + 1))
         modem_port = self._sim("tools.sim.modem", [
             "--imei", self.tid, "--lat", str(self.lat), "--lon", str(self.lon), "--alt", str(self.alt),
@@ -96,7 +98,9 @@ class Terminal:
                "modem_uart": "127.0.0.1:%d" % modem_port, "broker_host": "127.0.0.1",
                "broker_port": self.broker_port, "topic_prefix": PREFIX, "terminal_id": self.tid,
                "cmd_key": self.key, "meters": self.meters, "poll_s": 5, "heartbeat_s": 5, "gnss_s": 3,
-               "state_dir": str(self.dir / "state")}
+               # the simulated meters count energy SPEEDUP times faster than real time: so may the registers grow,
+               # or the terminal's plausibility check rightly keeps every reading out as a meter_anomaly
+               "meter_max_kw": 60 * SPEEDUP, "state_dir": str(self.dir / "state")}
         (self.dir / "state").mkdir(exist_ok=True)
         cfg_path = self.dir / "config.json"
         cfg_path.write_text(json.dumps(cfg, indent=1))
