@@ -26,12 +26,13 @@ import json
 import sys
 
 _root = __file__.rpartition("/")[0] + "/../../.."
-sys.path[:0] = [_root + "/lib", _root]
+sys.path[:0] = [_root + "/lib", _root, _root + "/tests/port/mp"]
 
 import os  # noqa: E402
 import time  # noqa: E402
 
 import vfs  # noqa: E402
+from ramflash import RamFlash, mount, umount  # noqa: E402
 
 from firmware import payloads  # noqa: E402
 from firmware.outbox import Outbox  # noqa: E402
@@ -45,49 +46,18 @@ _DAY = 96  # 15-minute readings
 _SETTINGS = {"esp32": {}, "rp2": {"progsize": 256}}
 
 
-class RamFlash:
-    def __init__(self):
-        self.data = bytearray(_BS * _BLOCKS)
-        self.written = 0  # bytes programmed
-        self.erased = 0  # blocks erased
-
-    def readblocks(self, block, buf, off=0):
-        s = block * _BS + off
-        buf[:] = self.data[s:s + len(buf)]
-
-    def writeblocks(self, block, buf, off=None):
-        s = block * _BS + (off or 0)
-        self.data[s:s + len(buf)] = buf
-        self.written += len(buf)
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return _BLOCKS
-        if op == 5:
-            return _BS
-        if op == 6:
-            self.erased += 1
-            s = arg * _BS
-            self.data[s:s + _BS] = b"\xff" * _BS
-        return 0
-
-
 def _fresh(opts):
     global _dev
-    try:
-        vfs.umount(_MOUNT)
-    except OSError:
-        pass
+    umount(_MOUNT)
     _dev = None
     gc.collect()
-    _dev = RamFlash()
-    vfs.VfsLfs2.mkfs(_dev, **opts)
-    vfs.mount(vfs.VfsLfs2(_dev, **opts), _MOUNT)
+    _dev = RamFlash(_BLOCKS)
+    mount(_dev, _MOUNT, opts, mkfs=True)
 
 
 def _remount(opts):
     vfs.umount(_MOUNT)
-    vfs.mount(vfs.VfsLfs2(_dev, **opts), _MOUNT)
+    mount(_dev, _MOUNT, opts)
 
 
 def _free():

@@ -19,81 +19,22 @@ import random
 import sys
 
 _root = __file__.rpartition("/")[0] + "/../../.."
-sys.path[:0] = [_root + "/lib", _root]
+sys.path[:0] = [_root + "/lib", _root, _root + "/tests/port/mp"]
 
-import vfs  # noqa: E402
-
+import ramflash  # noqa: E402
 from firmware.outbox import Outbox  # noqa: E402
+from ramflash import PowerCut, RamFlash  # noqa: E402
 
-_BS = const(4096)  # noqa: F821 - micropython builtin
 _MOUNT = "/pcut"
 _SETTINGS = ({}, {"progsize": 256})  # ESP32 (VfsLfs2 defaults), RP2 (rp2.Flash needs 256-byte programs)
 
 
-class PowerCut(Exception):
-    pass
-
-
-class CutDevice:
-    """littlefs block device whose power fails at write number `budget` (that write lands partly)."""
-
-    def __init__(self, blocks, data=None, budget=None, rng=None):
-        self.blocks = blocks
-        if data is None:
-            data = bytearray(_BS * blocks)
-            for i in range(len(data)):
-                data[i] = 0xFF
-            self.data = data
-        else:
-            self.data = bytearray(data)
-        self.budget = budget
-        self.writes = 0
-        self.rng = rng
-        self.dead = False
-
-    # Once dead, reads and writes do nothing and allocate nothing: file finalisers may still run them
-    # during garbage collection, with the heap locked.
-    def readblocks(self, block, buf, off=0):
-        if self.dead:
-            return
-        s = block * _BS + off
-        buf[:] = self.data[s:s + len(buf)]
-
-    def writeblocks(self, block, buf, off=None):
-        if self.dead:
-            return
-        s = block * _BS + (off or 0)
-        self.writes += 1
-        if self.budget is not None and self.writes >= self.budget:
-            n = self.rng.randint(0, len(buf))  # the write in progress when power fails lands partly
-            self.data[s:s + n] = buf[:n]
-            self.dead = True
-            raise PowerCut()
-        self.data[s:s + len(buf)] = buf
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.blocks
-        if op == 5:
-            return _BS
-        if op == 6:  # erase: littlefs erases before programming
-            if self.dead:
-                return 0
-            s = arg * _BS
-            self.data[s:s + _BS] = b"\xff" * _BS
-            return 0
-        return 0
-
-
-def _mount(dev, opts):
-    vfs.mount(vfs.VfsLfs2(dev, **opts), _MOUNT)
+def _mount(dev, opts, mkfs=False):
+    ramflash.mount(dev, _MOUNT, opts, mkfs)
 
 
 def _umount():
-    try:
-        vfs.umount(_MOUNT)
-    except OSError:
-        pass
+    ramflash.umount(_MOUNT)
 
 
 def _open(cap):
@@ -105,9 +46,8 @@ def trial(rng, budget):
     blocks = rng.choice((16, 24, 64))  # 64 and 96 KB fill up in many trials, 256 KB rarely
     cap = rng.choice((12, 1000))
     ack_p = rng.choice((0.05, 0.4))
-    dev = CutDevice(blocks)
-    vfs.VfsLfs2.mkfs(dev, **opts)
-    _mount(dev, opts)
+    dev = RamFlash(blocks)
+    _mount(dev, opts, mkfs=True)
     dev.budget = budget
     dev.rng = rng
     model = []  # seqs of returned puts, not acknowledged, not dropped: what the outbox must hold
@@ -149,7 +89,7 @@ def trial(rng, budget):
     full = cap == 1000 and dropped > 0  # drops with a ring this large: the flash filled up
     _umount()
     # power back: mount what reached the flash
-    dev2 = CutDevice(blocks, dev.data)
+    dev2 = RamFlash(blocks, dev.data)
     _mount(dev2, opts)
     problems = []
     try:

@@ -16,11 +16,12 @@ import json
 import sys
 
 _root = __file__.rpartition("/")[0] + "/../../.."
-sys.path[:0] = [_root + "/lib", _root + "/build/lib", _root]
+sys.path[:0] = [_root + "/lib", _root + "/build/lib", _root, _root + "/tests/port/mp"]
 
 import asyncio  # noqa: E402
 
 import vfs  # noqa: E402
+from ramflash import RamFlash, mount  # noqa: E402
 
 from firmware import app, payloads  # noqa: E402
 from firmware.outbox import Outbox  # noqa: E402
@@ -29,29 +30,6 @@ from firmware.supervision import note_reset, reason  # noqa: E402
 _BS = const(4096)  # noqa: F821 - micropython builtin
 _BLOCKS = const(256)  # noqa: F821
 _MOUNT = "/ff"
-
-
-class RamFlash:
-    def __init__(self):
-        self.data = bytearray(_BS * _BLOCKS)
-
-    def readblocks(self, block, buf, off=0):
-        s = block * _BS + off
-        buf[:] = self.data[s:s + len(buf)]
-
-    def writeblocks(self, block, buf, off=None):
-        s = block * _BS + (off or 0)
-        self.data[s:s + len(buf)] = buf
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return _BLOCKS
-        if op == 5:
-            return _BS
-        if op == 6:
-            s = arg * _BS
-            self.data[s:s + _BS] = b"\xff" * _BS
-        return 0
 
 
 _fills = [0]
@@ -79,9 +57,8 @@ async def _run_for(t, ms):
 
 
 def main():
-    dev = RamFlash()
-    vfs.VfsLfs2.mkfs(dev)
-    vfs.mount(vfs.VfsLfs2(dev), _MOUNT)
+    dev = RamFlash(_BLOCKS)
+    mount(dev, _MOUNT, mkfs=True)
     cfg_path = _MOUNT + "/config.json"
     with open(cfg_path, "w") as f:
         json.dump({"board": "unix", "meter_uart": "127.0.0.1:9", "modem_uart": "127.0.0.1:9",
@@ -101,7 +78,7 @@ def main():
         f.write("task meter died: OSError: 28")  # how the outage ended on the one-file-per-record outbox
     _fill()
     vfs.umount(_MOUNT)
-    vfs.mount(vfs.VfsLfs2(dev), _MOUNT)  # power cycle
+    mount(dev, _MOUNT)  # power cycle
     _fill()  # what a remount gave back (littlefs frees what failed writes left), taken too
     out = {"backlog": backlog, "boots": [], "write_fail": []}
     for _ in range(2):

@@ -17,13 +17,12 @@ import random
 import sys
 
 _root = __file__.rpartition("/")[0] + "/../../.."
-sys.path[:0] = [_root + "/lib", _root, _root + "/tests/unit"]
-
-import vfs  # noqa: E402
+sys.path[:0] = [_root + "/lib", _root, _root + "/tests/unit", _root + "/tests/port/mp"]
 
 import edsign  # noqa: E402
 from firmware import slots  # noqa: E402
 from firmware.staging import Stager, UpdateError  # noqa: E402
+from ramflash import PowerCut, RamFlash, mount, umount  # noqa: E402
 
 _BS = const(512)  # noqa: F821 - micropython builtin
 _BLOCKS = const(256)  # noqa: F821
@@ -31,52 +30,6 @@ _MOUNT = "/pcut"
 _MAX_CUT = 100  # an update here takes 80-115 block writes: most trials are cut somewhere
 SEED = bytes(range(32))
 PUB = edsign.public(SEED)
-
-
-class PowerCut(Exception):
-    pass
-
-
-class CutDevice:
-    """littlefs block device whose power fails at write number `budget` (that write lands partly)."""
-
-    def __init__(self, data=None, budget=None, rng=None):
-        self.data = bytearray(data) if data is not None else bytearray(b"\xff" * (_BS * _BLOCKS))
-        self.budget = budget
-        self.writes = 0
-        self.rng = rng
-        self.dead = False
-
-    def readblocks(self, block, buf, off=0):
-        if self.dead:
-            return
-        s = block * _BS + off
-        buf[:] = self.data[s:s + len(buf)]
-
-    def writeblocks(self, block, buf, off=None):
-        if self.dead:
-            return
-        s = block * _BS + (off or 0)
-        self.writes += 1
-        if self.budget is not None and self.writes >= self.budget:
-            n = self.rng.randint(0, len(buf))
-            self.data[s:s + n] = buf[:n]
-            self.dead = True
-            raise PowerCut()
-        self.data[s:s + len(buf)] = buf
-
-    def ioctl(self, op, arg):
-        if op == 4:
-            return _BLOCKS
-        if op == 5:
-            return _BS
-        if op == 6:
-            if self.dead:
-                return 0
-            s = arg * _BS
-            self.data[s:s + _BS] = b"\xff" * _BS
-            return 0
-        return 0
 
 
 def _hexs(b):
@@ -180,9 +133,8 @@ def run_update(root, running, offer, manifest, files, rng, resets=True):
 
 def scenario(rng, dev_budget):
     """One trial; returns (cut happened, problems)."""
-    dev = CutDevice()
-    vfs.VfsLfs2.mkfs(dev)
-    vfs.mount(vfs.VfsLfs2(dev), _MOUNT)
+    dev = RamFlash(_BLOCKS, bs=_BS)
+    mount(dev, _MOUNT, mkfs=True)
     root = _MOUNT
     start_on_slot = rng.random() < 0.5
     old = "0.2.0" if start_on_slot else "0.1.0"
@@ -215,21 +167,18 @@ def scenario(rng, dev_budget):
         slots.boot(root)
     except (PowerCut, OSError) as e:
         if not dev.dead:
-            vfs.umount(_MOUNT)
+            umount(_MOUNT)
             return False, ["workload failed in %s before any cut: %r" % (phase, e)]
     except UpdateError as e:
-        vfs.umount(_MOUNT)
+        umount(_MOUNT)
         return False, ["update refused in %s: %r" % (phase, e)]
     cut = dev.dead
-    try:
-        vfs.umount(_MOUNT)
-    except OSError:
-        pass
+    umount(_MOUNT)
     # power back: boot what reached the flash
-    dev2 = CutDevice(dev.data)
+    dev2 = RamFlash(_BLOCKS, dev.data, bs=_BS)
     problems = []
     try:
-        vfs.mount(vfs.VfsLfs2(dev2), _MOUNT)
+        mount(dev2, _MOUNT)
         chosen, st = slots.boot(root)
         ver, why = slot_version(root, chosen, known)
         if why:
@@ -249,10 +198,7 @@ def scenario(rng, dev_budget):
                 problems.append("cut in %s: after resuming boots %s (%s), not %s" % (phase, ver, why, new))
     except Exception as e:  # any failure to mount, boot or resume is what we are looking for
         problems.append("cut in %s: after the cut: %r" % (phase, e))
-    try:
-        vfs.umount(_MOUNT)
-    except OSError:
-        pass
+    umount(_MOUNT)
     return cut, problems
 
 
