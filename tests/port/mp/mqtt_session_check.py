@@ -3,32 +3,18 @@
 import sys
 
 _root = __file__.rpartition("/")[0] + "/../../.."
-sys.path[:0] = [_root + "/lib", _root + "/build/lib"]
+sys.path[:0] = [_root + "/lib", _root + "/build/lib", _root + "/tests/port/mp"]
 
 import asyncio  # noqa: E402
 
+import tcpstream  # noqa: E402
 from mqtt_session import Disconnected, Session  # noqa: E402
 
 
-class TcpStream:
-    def __init__(self, reader, writer):
-        self.r, self.w = reader, writer
-
-    async def write(self, data):
-        self.w.write(data)
-        await self.w.drain()
-
-    async def read(self, n):
-        return await self.r.read(n)
-
-    def close(self):
-        self.w.close()
-
-
 async def main(port, count):
-    r, w = await asyncio.open_connection("127.0.0.1", port)
+    stream = await tcpstream.connect("127.0.0.1", port)
     got = []
-    s = Session(TcpStream(r, w), "mp-check", keepalive=10, on_message=lambda t, m: got.append((t, m)))
+    s = Session(stream, "mp-check", keepalive=10, on_message=lambda t, m: got.append((t, m)))
     await s.connect(will=("t/status", b"offline", 1, True))
     print("CONNECTED")
     print("GRANTED", await s.subscribe("t/cmd", 1))

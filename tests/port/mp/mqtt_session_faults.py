@@ -7,30 +7,16 @@
 import sys
 
 _root = __file__.rpartition("/")[0] + "/../../.."
-sys.path[:0] = [_root + "/lib", _root + "/build/lib"]
+sys.path[:0] = [_root + "/lib", _root + "/build/lib", _root + "/tests/port/mp"]
 
 import asyncio  # noqa: E402
 
+import tcpstream  # noqa: E402
 from mqtt_session import Session  # noqa: E402
 
 
-class TcpStream:
-    def __init__(self, reader, writer):
-        self.r, self.w = reader, writer
-
-    async def write(self, data):
-        self.w.write(data)
-        await self.w.drain()
-
-    async def read(self, n):
-        return await self.r.read(n)
-
-    def close(self):
-        self.w.close()
-
-
 async def main(port, mode):
-    r, w = await asyncio.open_connection("127.0.0.1", port)
+    stream = await tcpstream.connect("127.0.0.1", port)
     got = []
 
     def on_message(topic, msg):
@@ -39,7 +25,7 @@ async def main(port, mode):
         got.append(msg)
 
     counters = {}
-    s = Session(TcpStream(r, w), "mp-faults", keepalive=30, on_message=on_message, counters=counters)
+    s = Session(stream, "mp-faults", keepalive=30, on_message=on_message, counters=counters)
     await s.connect(clean=False)
     print("GRANTED", await s.subscribe("t/cmd", 1))
     print("READY")
