@@ -77,7 +77,8 @@ class Uplink:
         # Answers to commands that arrive while the rest of the connect runs (subscribe, status) go out on it.
         self.session = s
         try:
-            await s.connect(will=(self.topic("status"), payloads.WILL, 1, True))
+            # A persistent session: the broker queues the commands sent while the terminal is offline.
+            await s.connect(will=(self.topic("status"), payloads.WILL, 1, True), clean=False)
             await s.subscribe(self.topic("cmd"), 1)
             await s.subscribe(self.topic("updc"), 0)
             ts, tsrc = t.clock.stamp()

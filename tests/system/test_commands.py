@@ -96,3 +96,19 @@ def test_short_soak_with_commands(tmp_path):
     assert figures["meter_synced_from_wrong_clock"] == 0 and abs(figures["meter_clock_offset_s"]) < 120
     assert figures["persistent_sessions_kept_across_broker_restarts"] == 1
     assert figures["passed"], figures
+
+
+def test_a_query_sent_while_the_terminal_is_off_is_answered_when_it_is_back(rig):
+    # regression: with a clean MQTT session the broker dropped every command sent while the terminal was offline
+    since = time.monotonic()
+    rig.power_cut()
+    rig.modem.pin("reset", True)  # the module loses power too: its connection to the broker goes
+    rig.wait("the broker's will: offline", lambda: [s for s in rig.of("status", since)
+                                                    if isinstance(s, dict) and s.get("state") == "offline"], 60,
+             allow_exit=True)
+    rid, _ = rig.command("query", {"what": ["address"]})
+    time.sleep(1)
+    rig.modem.pin("reset", False)
+    rig.start_firmware()
+    ans = rig.answer(rid, 90)
+    assert ans["ok"] and ans["id"] == rid, ans
