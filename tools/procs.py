@@ -178,6 +178,55 @@ def write_password_file(path, accounts):
     return path
 
 
+def write_conf(directory, port, tls_port=None, service_port=None, pki=None, accounts=None, prefix="bdmeter",
+               max_packet_size=None, require_certificate=False, server_cert=None, persistent=False, host=LOOPBACK):
+    """Write `directory`/mosquitto.conf (with its password files and ACL when there are `accounts`); return its path.
+
+    Listeners: plain at `port`; TLS at `tls_port` with `pki` (its server certificate or `server_cert`); with
+    `accounts` the head-end's own listener at `service_port` (TLS with `pki`), where only head-end accounts
+    log in and choose their client ids freely, so its ingest service, CLI commands and web app run at once.
+    """
+    directory = Path(directory)
+    # set_tcp_nodelay: small MQTT packets go out at once (Nagle + delayed ACKs would add ~40 ms per hop)
+    text = "set_tcp_nodelay true\n"
+    if max_packet_size:
+        text += "max_packet_size %d\n" % int(max_packet_size)
+    if (pki is not None or accounts is not None) and os.geteuid() == 0:
+        # started as root, mosquitto would read its password file and keys as user `mosquitto`, which
+        # cannot enter this process's private folders: stay the user that made them
+        text += "user root\n"
+    tls = ""
+    if pki is not None:
+        cert, key = server_cert or (pki.server_cert, pki.server_key)
+        tls = "cafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.2\n" % (pki.ca, cert, key)
+    if accounts is not None:
+        text += "per_listener_settings true\n"
+        acl = directory / "acl"
+        acl.write_text(acl_text(accounts, prefix))
+        pw = write_password_file(directory / "passwd", accounts)
+        # the terminals' listeners: a client's id is replaced by its username (no takeover of another's id)
+        security = ("allow_anonymous false\npassword_file %s\nacl_file %s\nuse_username_as_clientid true\n"
+                    % (pw, acl))
+    else:
+        security = "allow_anonymous true\n"
+    text += "listener %d %s\n" % (port, host) + security
+    if pki is not None:
+        text += "listener %d %s\n" % (tls_port, host) + security + tls
+        if require_certificate:
+            text += "require_certificate true\n"
+    if accounts is not None:
+        pw = write_password_file(directory / "passwd-headend", {u: p for u, p in accounts.items() if is_headend(u)})
+        text += "listener %d %s\nallow_anonymous false\npassword_file %s\nacl_file %s\n" % (
+            service_port, host, pw, acl) + tls
+    if persistent:
+        text += "persistence true\npersistence_location %s/\nautosave_interval 1\n" % directory
+    else:
+        text += "persistence false\n"
+    conf = directory / "mosquitto.conf"
+    conf.write_text(text)
+    return conf
+
+
 class Mosquitto:
     """A real mosquitto on free loopback ports: anonymous access, or accounts with an ACL, optionally TLS.
 
@@ -187,9 +236,10 @@ class Mosquitto:
     With `pki` (tools/pki.py) a TLS listener is added at `tls_port` (the plain one stays at `port`), serving
     `server_cert=(cert, key)` or the PKI's server certificate; `require_certificate` asks clients for a
     certificate signed by the CA (mutual TLS). With `accounts` ({username: password}) no anonymous access
-    is left on any listener, the ACL of `acl_text` applies and a client's id is replaced by its username,
-    so nobody can connect as a terminal it has no password for (docs/SECURITY.md). `max_packet_size` is the
-    broker's message size limit in bytes (a bigger packet costs the sender its connection).
+    is left on any listener, the ACL of `acl_text` applies and on the terminals' listeners a client's id is
+    replaced by its username, so nobody can connect as a terminal it has no password for; head-end accounts
+    also have `service_port` (write_conf; docs/SECURITY.md). `max_packet_size` is the broker's message size
+    limit in bytes (a bigger packet costs the sender its connection).
     """
 
     def __init__(self, log_dir=None, port=None, persistent=False, pki=None, accounts=None, prefix="bdmeter",
@@ -206,56 +256,12 @@ class Mosquitto:
                              require_certificate=require_certificate, server_cert=server_cert)
         self.pki, self.accounts, self.prefix = pki, dict(accounts) if accounts is not None else None, prefix
         self.dir = Path(log_dir or tempfile.mkdtemp(prefix="bdmeter-mqtt-"))
-        conf = self.dir / "mosquitto.conf"
-        # set_tcp_nodelay: small MQTT packets go out at once (Nagle + delayed ACKs would add ~40 ms per hop)
-        text = "set_tcp_nodelay true\n"
-        if max_packet_size:
-            text += "max_packet_size %d\n" % int(max_packet_size)
-        if (pki is not None or self.accounts is not None) and os.geteuid() == 0:
-            # started as root, mosquitto would read its password file and keys as user `mosquitto`, which
-            # cannot enter this process's private folders: stay the user that made them
-            text += "user root\n"
-        if self.accounts is not None:
-            text += "per_listener_settings true\n"
-            security = self._security()  # written once, repeated after each terminal listener
-        else:
-            security = "allow_anonymous true\n"
-        text += "listener %d %s\n" % (self.port, LOOPBACK) + security
-        if pki is not None:
-            cert, key = server_cert or (pki.server_cert, pki.server_key)
-            text += "listener %d %s\n" % (self.tls_port, LOOPBACK) + security
-            text += "cafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.2\n" % (pki.ca, cert, key)
-            if require_certificate:
-                text += "require_certificate true\n"
-        if self.accounts is not None:
-            # the head-end's own listener: only head-end accounts, client ids chosen freely, so its ingest
-            # service (a fixed id for its persistent session), CLI commands and web app run at once
-            text += "listener %d %s\n" % (self.service_port, LOOPBACK) + self._security(headend_only=True)
-            if pki is not None:
-                text += "cafile %s\ncertfile %s\nkeyfile %s\ntls_version tlsv1.2\n" % (pki.ca, cert, key)
-        if persistent:
-            text += "persistence true\npersistence_location %s/\nautosave_interval 1\n" % self.dir
-        else:
-            text += "persistence false\n"
-        conf.write_text(text)
+        conf = write_conf(self.dir, self.port, self.tls_port, self.service_port, persistent=persistent,
+                          **self._options)
         self.proc = Proc([exe, "-c", conf], "mosquitto", log_dir=self.dir)
-        wait_port(self.port, timeout=10)
-        for extra in (self.tls_port, self.service_port):
-            if extra:
-                wait_port(extra, timeout=10)
-
-    def _security(self, headend_only=False):
-        """The per-listener lines of an account-only broker: the terminals' listeners bind each client id to
-        its username; the head-end's listener knows only head-end accounts."""
-        acl = self.dir / "acl"
-        acl.write_text(acl_text(self.accounts, self.prefix))
-        if headend_only:
-            pw = write_password_file(self.dir / "passwd-headend",
-                                     {u: p for u, p in self.accounts.items() if is_headend(u)})
-            return "allow_anonymous false\npassword_file %s\nacl_file %s\n" % (pw, acl)
-        pw = write_password_file(self.dir / "passwd", self.accounts)
-        return ("allow_anonymous false\npassword_file %s\nacl_file %s\nuse_username_as_clientid true\n"
-                % (pw, acl))
+        for p in (self.port, self.tls_port, self.service_port):
+            if p:
+                wait_port(p, timeout=10)
 
     def stop(self):
         self.proc.kill()
