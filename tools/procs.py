@@ -266,6 +266,15 @@ class Mosquitto:
     def stop(self):
         self.proc.kill()
 
+    def set_accounts(self, accounts):
+        """Replace the accounts (password files and ACL) and have the running broker reload them (SIGHUP): a
+        removed account's connection is closed at once and refused from then on; the others stay connected."""
+        self.accounts = dict(accounts)
+        self._options["accounts"] = self.accounts
+        write_conf(self.dir, self.port, self.tls_port, self.service_port, persistent=self.persistent,
+                   **self._options)
+        self.proc.signal(signal.SIGHUP)
+
     def restart(self):
         """Stop gracefully (SIGINT: it saves its state when persistent) and start again on the same ports."""
         self.proc.stop(timeout=10)

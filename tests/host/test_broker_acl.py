@@ -274,3 +274,19 @@ def test_the_password_crosses_the_network_only_encrypted_on_tls(broker, pki, cli
         relay.close()
     assert len(relay.sent) > 20
     assert (PASSWORDS[A].encode() in relay.sent) == (listener == "plain")
+
+
+def test_revoking_a_stolen_terminals_account_takes_effect_at_once(pki, tmp_path, clients):
+    """The runbook for a stolen terminal (docs/SECURITY.md): remove its account and reload the broker."""
+    m = Mosquitto(log_dir=tmp_path, pki=pki, accounts=PASSWORDS)
+    try:
+        stolen, other = terminal(clients, m, pki, A), terminal(clients, m, pki, B)
+        m.set_accounts({u: p for u, p in PASSWORDS.items() if u != A})
+        wait_for(lambda: stolen.disconnects >= 1, 5, "the stolen terminal's connection closed")
+        again = clients(m.tls_port, A, PASSWORDS[A], pki.ca)
+        assert again.refused() == "Not authorized"
+        time.sleep(0.5)
+        assert other.disconnects == 0
+        other.publish("bdmeter/%s/heartbeat" % B, b"still here")
+    finally:
+        m.stop()

@@ -108,3 +108,14 @@ def test_mosquitto_tls_listener(pki, tmp_path):
                 bad.wrap_socket(raw, server_hostname="127.0.0.1")
     finally:
         m.stop()
+
+
+def test_a_ca_file_with_two_cas_trusts_both_during_a_rotation(pki, tmp_path):
+    """CA rotation (docs/SECURITY.md): clients hold the old and the new CA in one file while the broker's
+    certificate changes; a server certificate from either verifies, one from neither does not."""
+    new = make_pki(tmp_path / "new", clients=())
+    bundle = tmp_path / "ca-bundle.pem"
+    bundle.write_bytes(pki.ca.read_bytes() + new.ca.read_bytes())
+    assert _handshake(pki.server_cert, pki.server_key, bundle, "127.0.0.1") is None
+    assert _handshake(new.server_cert, new.server_key, bundle, "127.0.0.1") is None
+    assert _handshake(new.server_cert, new.server_key, pki.ca, "127.0.0.1") is not None
