@@ -169,3 +169,30 @@ def test_bad_options_are_refused_up_front(env, tmp_path):
         assert option in r.stderr and text in r.stderr, (extra, r.stderr)
         assert "Traceback" not in r.stderr and HE_PASSWORD not in r.stderr + r.stdout
     assert not (tmp_path / "x.db").exists()
+
+
+def test_mutual_tls_needs_the_client_certificate(tmp_path):
+    """With require_certificate the TLS listener takes only clients showing a certificate from the CA: the
+    head-end's --mqtt-certfile/--mqtt-keyfile get it in; the same account without them is refused."""
+    pki = make_pki(tmp_path / "pki", clients=("headend",))
+    m = Mosquitto(log_dir=tmp_path, pki=pki, accounts=ACCOUNTS, require_certificate=True)
+    pw = tmp_path / "headend.pw"
+    pw.write_text(HE_PASSWORD)
+    cert, key = pki.client("headend")
+    db = tmp_path / "fleet.db"
+    try:
+        base = ["run", "--db", db] + options(pki, pw, m.tls_port)
+        proc = Proc([sys.executable, "-m", "tools.headend"] + base + ["--mqtt-certfile", cert, "--mqtt-keyfile", key],
+                    "headend-mtls", log_dir=tmp_path)
+        try:
+            proc.wait_output("subscribed to bdmeter/+/#", timeout=15)
+        finally:
+            assert proc.stop(timeout=30) == 0, proc.output()
+        r = subprocess.run([sys.executable, "-m", "tools.headend", "query", "--key", KEY, "--timeout", "2", TID,
+                            "status"] + options(pki, pw, m.tls_port), cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 2 and "no connection to the broker" in r.stderr, r.stderr
+        assert "CERTIFICATE_REQUIRED" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and HE_PASSWORD not in r.stderr
+    finally:
+        m.stop()

@@ -87,7 +87,13 @@ def diagnose(broker, timeout_s=5.0):
         if b.certfile:
             ctx.load_cert_chain(str(b.certfile), str(b.keyfile))
         try:
-            with ctx.wrap_socket(raw, server_hostname=b.host):
+            with ctx.wrap_socket(raw, server_hostname=b.host) as tls:
+                # under TLS 1.3 a server that wants a client certificate says so after the handshake
+                tls.settimeout(1.0)
+                try:
+                    tls.recv(1)
+                except socket.timeout:
+                    pass
                 return ""
         except ssl.SSLCertVerificationError as e:
             return "the broker's certificate is refused: %s" % e.verify_message
