@@ -256,6 +256,7 @@ class Mosquitto:
                              require_certificate=require_certificate, server_cert=server_cert)
         self.pki, self.accounts, self.prefix = pki, dict(accounts) if accounts is not None else None, prefix
         self.dir = Path(log_dir or tempfile.mkdtemp(prefix="bdmeter-mqtt-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
         conf = write_conf(self.dir, self.port, self.tls_port, self.service_port, persistent=persistent,
                           **self._options)
         self.proc = Proc([exe, "-c", conf], "mosquitto", log_dir=self.dir)
