@@ -196,3 +196,20 @@ def test_mutual_tls_needs_the_client_certificate(tmp_path):
         assert "Traceback" not in r.stderr and HE_PASSWORD not in r.stderr
     finally:
         m.stop()
+
+
+@pytest.mark.parametrize("command", [["run"], ["query", "--key", KEY, TID], ["update", "--key", KEY, "--bundle", "B",
+                                                                             TID], ["serve"]])
+def test_every_connecting_command_takes_the_options_and_hides_the_password(env, command, monkeypatch):
+    from tools.headend import args as types
+    from tools.headend import mqttconn
+
+    pki, m, pw = env
+    monkeypatch.setattr(types, "bundle", lambda text: text)  # no bundle needed to parse `update`
+    monkeypatch.setattr(types, "existing_db", lambda text: text)
+    a = cli.parser().parse_args(command + options(pki, pw, m.service_port))
+    mqttconn.resolve(a)
+    assert isinstance(a.broker, mqttconn.Broker) and a.broker.tls and a.broker.user == "headend"
+    assert a.broker.password.reveal() == HE_PASSWORD
+    for text in (str(a), repr(a), str(a.broker), repr(vars(a))):
+        assert HE_PASSWORD not in text
