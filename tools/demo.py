@@ -4,6 +4,11 @@ Each terminal is the real firmware (build/mpy, MicroPython unix port) wired to i
 simulator and modem simulator; they publish through a local mosquitto to the head-end, which
 stores everything in SQLite. The run is bounded (--seconds); Ctrl-C ends it early.
 
+The broker is secured as in the field (docs/SECURITY.md): a throw-away CA in OUT/run/pki, an account per
+terminal (username = its id, a random password in its config) confined to its own topics, the head-end's own
+account over TLS on the head-end's listener, anonymous access refused and a message size limit. The terminals
+stay on plain TCP with their accounts (TLS through the modem is configured by the `broker_tls` keys).
+
     python -m tools.demo [--terminals 5] [--seconds 60] [--out build/demo] [--serve [--port 8080]]
 
 Two more terminals each read a transformer area's supply meter and three customer meters (tools/demo_areas.py);
@@ -25,8 +30,10 @@ from pathlib import Path
 
 from tools import demo_areas
 from tools.headend import assets, lineloss, mapimg, report, users, view
+from tools.headend.mqttconn import Broker
 from tools.headend.query import send_command
 from tools.headend.service import Headend
+from tools.pki import make_pki
 from tools.procs import ROOT, Mosquitto, Proc
 
 CITY = (40.84, 111.75, 1065.0)  # Hohhot: lat, lon, alt
@@ -35,6 +42,7 @@ GOLDEN_ANGLE = math.pi * (3 - math.sqrt(5))
 PREFIX = "bdmeter"
 SPEEDUP = 600  # the simulated meters' clock and energy run this many times faster than real time
 READY = re.compile(r"READY port=(\d+)")
+MAX_PACKET = 16384  # the broker's message size limit: twice the largest record the outbox stores (8 KB)
 
 
 def placements(n):
@@ -64,6 +72,7 @@ class Terminal:
         if specs:
             self.meters = [s.address for s in specs]
         self.key = os.urandom(32).hex()
+        self.broker_pass = os.urandom(16).hex()  # its broker account: username = its id
         self.broker_port = broker_port
         self.dir = run_dir / ("t%d" % (i + 1))
         self.log_dir = log_dir
@@ -97,6 +106,7 @@ class Terminal:
         cfg = {"board": "unix", "meter_uart": "127.0.0.1:%d" % meter_port,
                "modem_uart": "127.0.0.1:%d" % modem_port, "broker_host": "127.0.0.1",
                "broker_port": self.broker_port, "topic_prefix": PREFIX, "terminal_id": self.tid,
+               "broker_user": self.tid, "broker_pass": self.broker_pass,
                "cmd_key": self.key, "meters": self.meters, "poll_s": 5, "heartbeat_s": 5, "gnss_s": 3,
                # the simulated meters count energy SPEEDUP times faster than real time: so may the registers grow,
                # or the terminal's plausibility check rightly keeps every reading out as a meter_anomaly
@@ -161,11 +171,11 @@ def live(head, terminals, seconds, tty):
     return seen_online
 
 
-def ask(port, term, timeout_s):
+def ask(broker, term, timeout_s):
     """The signed query of address, position and energy; print the answer; True when it was answered ok."""
     print("\nsigned query to %s: address, position, energy" % term.tid)
     try:
-        resp = send_command("127.0.0.1:%d" % port, term.tid, term.key, "query",
+        resp = send_command(broker, term.tid, term.key, "query",
                             {"what": ["address", "position", "energy"]}, prefix=PREFIX, timeout_s=timeout_s)
     except TimeoutError as e:
         print("query failed: %s" % e)
@@ -233,7 +243,7 @@ def dashboard_login(store, out):
     return password
 
 
-def serve_dashboard(head, broker_port, port, password):
+def serve_dashboard(head, broker, port, password):
     """Serve the dashboard on the running demo (commands reach the terminals) until Ctrl-C."""
     from zoneinfo import ZoneInfo
 
@@ -242,7 +252,7 @@ def serve_dashboard(head, broker_port, port, password):
     problem = webapp.vendor_ready()
     if problem:
         print("dashboard: %s" % problem)
-    settings = webapp.Settings(head.store.path, broker="127.0.0.1:%d" % broker_port, prefix=PREFIX,
+    settings = webapp.Settings(head.store.path, broker=broker, prefix=PREFIX,
                                tz=ZoneInfo("Asia/Shanghai"), heartbeat_s=5, command_timeout_s=20)
     server, url = webapp.background(webapp.create_app(settings, store=head.store), port=port)
     print("\ndashboard: %s/  (user demo, password %s); the terminals keep running; Ctrl-C ends the demo"
@@ -294,14 +304,22 @@ def main(argv=None):
     terminals = []
     ok = True
     try:
-        broker = Mosquitto(log_dir=out / "logs")
-        head = Headend("127.0.0.1:%d" % broker.port, str(db), prefix=PREFIX, heartbeat_s=5, check_s=0.5).start()
-        print("bdmeter demo: %d terminal(s) around Hohhot for %g s; mosquitto on 127.0.0.1:%d; database %s"
-              % (a.terminals, a.seconds, broker.port, db))
-        fleet = [Terminal(i, pos, broker.port, out / "run", out / "logs")
-                 for i, pos in enumerate(placements(a.terminals))]
+        fleet = [Terminal(i, pos, None, out / "run", out / "logs") for i, pos in enumerate(placements(a.terminals))]
         if a.areas:
-            fleet += area_terminals(a.terminals, broker.port, out)
+            fleet += area_terminals(a.terminals, None, out)
+        pki = make_pki(out / "run" / "pki", clients=())
+        accounts = {"headend": os.urandom(16).hex()}
+        accounts.update((t.tid, t.broker_pass) for t in fleet)
+        broker = Mosquitto(log_dir=out / "logs", pki=pki, accounts=accounts, prefix=PREFIX,
+                           max_packet_size=MAX_PACKET)
+        for t in fleet:
+            t.broker_port = broker.port
+        service = Broker("127.0.0.1:%d" % broker.service_port, "headend", accounts["headend"], pki.ca)
+        head = Headend(service, str(db), prefix=PREFIX, heartbeat_s=5, check_s=0.5).start()
+        print("bdmeter demo: %d terminal(s) around Hohhot for %g s; mosquitto on 127.0.0.1:%d (terminals, each "
+              "with its account), head-end over TLS on %d; database %s"
+              % (a.terminals, a.seconds, broker.port, broker.service_port, db))
+        if a.areas:
             (out / "assets.csv").write_text(demo_areas.register_csv())
             assets.import_csv(head.store, demo_areas.register_csv(), who="demo", where=str(out / "assets.csv"))
         password = dashboard_login(head.store, out)
@@ -319,13 +337,13 @@ def main(argv=None):
             return 1
         print("\n%d of %d terminals came online" % (len(seen), len(terminals)))
         target = next(t for t in terminals if t.tid in seen)
-        ok = ask(broker.port, target, a.query_timeout) and ok
+        ok = ask(service, target, a.query_timeout) and ok
         ok = regional_report(head.store, out, a.grid) and ok
         if a.areas:
             ok = line_loss(head.store) and ok
         print("\nthe fleet at the end of the run:\n" + view.table(head.store.fleet(heartbeat_s=5)))
         if a.serve:
-            serve_dashboard(head, broker.port, a.port, password)
+            serve_dashboard(head, service, a.port, password)
         else:
             print("\nthe dashboard on this run's data (user demo, password in %s):\n  %s serve --db %s"
                   "  # then open http://127.0.0.1:8080/\n(or `make demo SERVE=1` to keep the terminals running "

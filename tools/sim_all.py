@@ -4,16 +4,25 @@ One command, one interleaved log (each line prefixed with its component's
 name), one Ctrl-C stops everything in order (the firmware first) and nothing
 is left running. Ports, all on 127.0.0.1:
 
-    1883  mosquitto (MQTT)                                   --mqtt-port
+    1883  mosquitto (MQTT, the terminal's plain TCP)         --mqtt-port
+    8883  mosquitto over TLS (terminals with broker_tls)     --mqtt-tls-port
+    8884  mosquitto, the head-end's listener (TLS)           --mqtt-service-port
     7001  meter bus simulator (DL/T 645 over "RS-485")       --meter-port
     7002  modem simulator (AT commands over "UART")          --modem-port
     7003  modem simulator's control port (the RESET line)    --modem-ctl-port
 
+The broker is secured as in the field (docs/SECURITY.md): no anonymous access, the
+terminal's account (broker_user = its id, broker_pass in its config) confined to its
+own topics, the head-end's account over TLS on its own listener, a message size
+limit; --plain-broker runs the anonymous broker of before instead.
+
 Files go to build/sim/ (--dir): config.json (written there unless --config
 names one; checked with tools.checkconfig either way), the firmware's flash
-(state/) and the head-end's database (fleet.db, which also holds the
-terminal's command key, so `python -m tools.headend query --db build/sim/fleet.db
-861234567890123 address` works from a second shell).
+(state/), the throw-away CA and certificates (pki/), the head-end's password
+(headend.pw) and database (fleet.db, which also holds the terminal's command key),
+and headend.args, the head-end's connection options, so from a second shell
+
+    python -m tools.headend query $(cat build/sim/headend.args) --db build/sim/fleet.db 861234567890123 address
 
     python -m tools.sim_all [--config cfg.json] [--dir build/sim] [--seconds N] [--mqtt-port 1883] ...
 """
@@ -31,10 +40,11 @@ import time
 from pathlib import Path
 
 from tools import checkconfig
-from tools.procs import LOOPBACK, ROOT, mosquitto_path, take_terminal, wait_port
+from tools.procs import LOOPBACK, ROOT, mosquitto_path, take_terminal, wait_port, write_conf
 
 IMEI = "861234567890123"  # the modem simulator's default IMEI: the terminal id
 METER = "000072007201"
+MAX_PACKET = 16384  # the broker's message size limit: twice the largest record the outbox stores (8 KB)
 _NAME_W = 8
 _out_lock = threading.Lock()
 
@@ -117,15 +127,19 @@ def _config(a, run_dir):
     if a.config:
         return Path(a.config)
     path = run_dir / "config.json"
-    key = None
+    old = {}
     try:
-        key = json.loads(path.read_text()).get("cmd_key")  # keep the key across runs: the head-end has it
-    except (OSError, ValueError, AttributeError):
+        old = json.loads(path.read_text())  # keep the keys across runs: the head-end has them
+    except (OSError, ValueError):
         pass
+    old = old if isinstance(old, dict) else {}
+    key, password = old.get("cmd_key"), old.get("broker_pass")
     cfg = {"board": "unix", "meter_uart": "%s:%d" % (LOOPBACK, a.meter_port),
            "modem_uart": "%s:%d" % (LOOPBACK, a.modem_port), "modem_ctl": "%s:%d" % (LOOPBACK, a.modem_ctl_port),
            "broker_host": LOOPBACK, "broker_port": a.mqtt_port, "cmd_key": key or os.urandom(32).hex(),
            "meters": [METER], "poll_s": 30, "heartbeat_s": 30, "gnss_s": 5, "state_dir": str(run_dir / "state")}
+    if not a.plain_broker:
+        cfg.update(broker_user=IMEI, broker_pass=password or os.urandom(16).hex())
     path.write_text(json.dumps(cfg, indent=1) + "\n")
     return path
 
@@ -140,6 +154,45 @@ def _online(db):
             con.close()
     except sqlite3.Error:
         return set()
+
+
+def _secret(path):
+    """The password kept in `path` (made, owner-only, on first use)."""
+    try:
+        text = path.read_text().strip()
+        if text:
+            return text
+    except OSError:
+        pass
+    text = os.urandom(16).hex()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    return text
+
+
+def _broker(a, run_dir, cfg_path):
+    """Write the broker's config for these ports; return the head-end's connection options (none when plain),
+    or a problem as text."""
+    if a.plain_broker:
+        write_conf(run_dir, a.mqtt_port)
+        return [], None
+    cfg = json.loads(cfg_path.read_text())
+    user, password = cfg.get("broker_user"), cfg.get("broker_pass")
+    if not user or not password:
+        return None, ("%s has no broker_user/broker_pass: the secured broker refuses anonymous terminals (add them, "
+                      "broker_user = the terminal's id, or run with --plain-broker)" % cfg_path)
+    from tools.pki import make_pki
+
+    pki = make_pki(run_dir / "pki", clients=())
+    he_pw = run_dir / "headend.pw"
+    accounts = {"headend": _secret(he_pw), user: password}
+    write_conf(run_dir, a.mqtt_port, a.mqtt_tls_port, a.mqtt_service_port, pki=pki, accounts=accounts,
+               max_packet_size=MAX_PACKET)
+    opts = ["--broker", "%s:%d" % (LOOPBACK, a.mqtt_service_port), "--mqtt-user", "headend",
+            "--mqtt-password-file", str(he_pw.resolve()), "--mqtt-cafile", str(pki.ca.resolve())]
+    (run_dir / "headend.args").write_text(" ".join(opts) + "\n")
+    return opts, None
 
 
 def _stop_all(children):
@@ -173,14 +226,18 @@ def run(a):
         return 2
     ports = {"--mqtt-port": a.mqtt_port, "--meter-port": a.meter_port, "--modem-port": a.modem_port,
              "--modem-ctl-port": a.modem_ctl_port}
+    if not a.plain_broker:
+        ports.update({"--mqtt-tls-port": a.mqtt_tls_port, "--mqtt-service-port": a.mqtt_service_port})
     busy = ["%d (%s)" % (p, opt) for opt, p in ports.items() if not _port_free(p)]
     if busy:
         say("sim", "port(s) in use: %s; stop what uses them or choose others" % ", ".join(busy))
         return 2
     db = run_dir / "fleet.db"
+    headend_opts, problem = _broker(a, run_dir, cfg_path)
+    if problem:
+        say("sim", problem)
+        return 2
     conf = run_dir / "mosquitto.conf"
-    conf.write_text("listener %d %s\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
-                    % (a.mqtt_port, LOOPBACK))
     py = sys.executable
     children = []
     online = set()
@@ -188,7 +245,8 @@ def run(a):
     deadline = time.monotonic() + a.seconds if a.seconds else None
     try:
         children.append(Child("mqtt", [exe, "-c", conf]))
-        wait_port(a.mqtt_port, timeout=10)
+        for port in (a.mqtt_port,) if a.plain_broker else (a.mqtt_port, a.mqtt_tls_port, a.mqtt_service_port):
+            wait_port(port, timeout=10)
         children.append(Child("meter", [py, "-u", "-m", "tools.sim.meter", "--port", a.meter_port, "--meter", METER,
                                          "--speedup", "60"], ready="READY port="))
         children.append(Child("modem", [py, "-u", "-m", "tools.sim.modem", "--port", a.modem_port, "--control-port",
@@ -197,16 +255,18 @@ def run(a):
         for c in children[1:]:
             c.wait_ready(20)
         children.append(Child("headend", [py, "-u", "-m", "tools.headend", "run", "--broker",
-                                          "%s:%d" % (LOOPBACK, a.mqtt_port), "--db", db, "--heartbeat-s", "30"],
-                              ready="subscribed"))
+                                          "%s:%d" % (LOOPBACK, a.mqtt_port), "--db", db, "--heartbeat-s", "30"]
+                              + headend_opts, ready="subscribed"))
         children[-1].wait_ready(20)
         key = json.loads(cfg_path.read_text()).get("cmd_key")
         if key:
             with sqlite3.connect(str(db), timeout=5) as con:  # the head-end's key table: queries can be signed
                 con.execute("INSERT OR REPLACE INTO keys(tid, key_hex) VALUES (?, ?)", (IMEI, key))
         children.append(Child("firmware", [py, "-m", "tools.mpunix", "build/mpy/main.py", cfg_path]))
-        say("sim", "running: MQTT %s:%d, meter %d, modem %d (control %d), config %s; Ctrl-C stops everything"
-            % (LOOPBACK, a.mqtt_port, a.meter_port, a.modem_port, a.modem_ctl_port, cfg_path))
+        say("sim", "running: MQTT %s:%d%s, meter %d, modem %d (control %d), config %s; Ctrl-C stops everything"
+            % (LOOPBACK, a.mqtt_port, "" if a.plain_broker else " (accounts; TLS %d; head-end over TLS %d, options "
+               "in %s)" % (a.mqtt_tls_port, a.mqtt_service_port, run_dir / "headend.args"),
+               a.meter_port, a.modem_port, a.modem_ctl_port, cfg_path))
         while deadline is None or time.monotonic() < deadline:
             dead = [c for c in children if c.p.poll() is not None]
             if dead:
@@ -236,6 +296,11 @@ def run(a):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m tools.sim_all", description=__doc__.splitlines()[0])
     ap.add_argument("--mqtt-port", type=int, default=1883, help="mosquitto's port (default 1883)")
+    ap.add_argument("--mqtt-tls-port", type=int, default=8883, help="mosquitto's TLS port (default 8883)")
+    ap.add_argument("--mqtt-service-port", type=int, default=8884,
+                    help="mosquitto's TLS port for the head-end's account (default 8884)")
+    ap.add_argument("--plain-broker", action="store_true",
+                    help="an anonymous broker without TLS (as before the broker was secured)")
     ap.add_argument("--meter-port", type=int, default=7001, help="meter bus simulator's port (default 7001)")
     ap.add_argument("--modem-port", type=int, default=7002, help="modem simulator's port (default 7002)")
     ap.add_argument("--modem-ctl-port", type=int, default=7003,
@@ -244,7 +309,7 @@ def main(argv=None):
     ap.add_argument("--config", help="the firmware's config file (default: one written to DIR for these ports)")
     ap.add_argument("--seconds", type=float, default=0, help="stop after this long (default 0: at Ctrl-C)")
     a = ap.parse_args(argv)
-    for opt in ("mqtt_port", "meter_port", "modem_port", "modem_ctl_port"):
+    for opt in ("mqtt_port", "mqtt_tls_port", "mqtt_service_port", "meter_port", "modem_port", "modem_ctl_port"):
         if not 0 < getattr(a, opt) < 65536:
             ap.error("--%s must be 1..65535" % opt.replace("_", "-"))
     if a.seconds < 0:

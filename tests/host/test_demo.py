@@ -26,3 +26,7 @@ def test_demo_runs_and_flags_the_under_registering_area(tmp_path):
     assert set(rows) == {"TA-01", "TA-02"}, out[-4000:]
     assert rows["TA-01"][1] is None and rows["TA-02"][1] == "FLAGGED", rows
     assert 3 < rows["TA-01"][0] < 9 and rows["TA-02"][0] > 20, rows
+    # the broker as in the field (docs/SECURITY.md): accounts only, the head-end over TLS with its own account
+    conf = (tmp_path / "demo" / "logs" / "mosquitto.conf").read_text()
+    assert "allow_anonymous true" not in conf and "use_username_as_clientid true" in conf and "certfile" in conf
+    assert "head-end over TLS" in out

@@ -15,6 +15,8 @@ import pytest
 from harness import ROOT, free_port
 
 pytestmark = pytest.mark.system
+PORT_OPTIONS = ("--mqtt-port", "--mqtt-tls-port", "--mqtt-service-port", "--meter-port", "--modem-port",
+                "--modem-ctl-port")
 
 
 def _gone(pgid):
@@ -28,7 +30,7 @@ def _gone(pgid):
 def test_sim_starts_everything_and_one_ctrl_c_stops_everything(tmp_path):
     log = tmp_path / "sim.log"
     argv = [sys.executable, "-m", "tools.sim_all", "--dir", str(tmp_path / "sim")]
-    for opt in ("--mqtt-port", "--meter-port", "--modem-port", "--modem-ctl-port"):
+    for opt in PORT_OPTIONS:
         argv += [opt, str(free_port())]  # not the documented defaults: other runs may hold those
     with open(log, "wb") as out:
         p = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -45,6 +47,15 @@ def test_sim_starts_everything_and_one_ctrl_c_stops_everything(tmp_path):
         assert sorted(pids) == ["firmware", "headend", "meter", "modem", "mqtt"], text[-4000:]
         for name in ("mqtt", "meter", "modem", "headend", "firmware"):  # every line says whose it is
             assert re.search(r"^%-8s \| " % name, text, re.M), name
+        # the broker is secured (accounts, the head-end over TLS); a second shell reaches the terminal with the
+        # head-end's options that the sim wrote
+        conf = (tmp_path / "sim" / "mosquitto.conf").read_text()
+        assert "allow_anonymous true" not in conf and "use_username_as_clientid true" in conf
+        opts = (tmp_path / "sim" / "headend.args").read_text().split()
+        q = subprocess.run([sys.executable, "-m", "tools.headend", "query", "--db", str(tmp_path / "sim" / "fleet.db"),
+                            "--timeout", "20"] + opts + ["861234567890123", "address"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+        assert q.returncode == 0 and '"ok": true' in q.stdout, q.stdout + q.stderr
         os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         rc = p.wait(timeout=60)
     finally:
@@ -69,8 +80,7 @@ def test_ctrl_c_under_make_sim_on_a_terminal_stops_everything_exit_0(tmp_path):
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    ports = " ".join("%s %d" % (opt, free_port()) for opt in ("--mqtt-port", "--meter-port", "--modem-port",
-                                                               "--modem-ctl-port"))
+    ports = " ".join("%s %d" % (opt, free_port()) for opt in PORT_OPTIONS)
     p = subprocess.Popen(["make", "sim", "SIM_ARGS=--dir %s %s" % (tmp_path / "sim", ports)], cwd=ROOT, stdin=slave,
                          stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
     os.close(slave)

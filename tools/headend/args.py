@@ -252,3 +252,46 @@ def bundle(text):
         return Bundle(text)
     except ReleaseError as e:
         raise _bad(str(e))
+
+
+def mqtt_user(text):
+    """A broker username: printable ASCII, no spaces or ':' (mosquitto's password file separator)."""
+    if not text or len(text) > 64 or any(not 33 <= ord(c) <= 126 or c == ":" for c in text):
+        raise _bad("%s is not a broker username (1 to 64 printable characters, no spaces or ':')" % _show(text))
+    return text
+
+
+def password_file(text):
+    """A file whose first line is a password: read now, kept as a Secret (its value is never shown)."""
+    from tools.headend.mqttconn import Secret
+
+    try:
+        with open(text, "rb") as f:
+            raw = f.read(4096)
+    except OSError as e:
+        raise _bad("cannot read %s: %s" % (text, e.strerror or e))
+    line = raw.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        password = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad("%s: the password is not UTF-8 text (the password is not shown)" % text)
+    if not password:
+        raise _bad("%s is empty: the password goes on its first line" % text)
+    return Secret(password)
+
+
+def pem_file(what):
+    """A readable PEM file holding a `what` ("certificate" or "private key")."""
+    marker = b"PRIVATE KEY-----" if what == "private key" else b"-----BEGIN CERTIFICATE-----"
+
+    def check(text):
+        try:
+            with open(text, "rb") as f:
+                data = f.read(1 << 20)
+        except OSError as e:
+            raise _bad("cannot read %s: %s" % (text, e.strerror or e))
+        if marker not in data:
+            raise _bad("%s is not a PEM %s" % (text, what))
+        return text
+    check.__name__ = what.replace(" ", "_")
+    return check

@@ -1,6 +1,8 @@
 """Command line `bdmeter-headend` (also `python -m tools.headend`): run, status, query, report, key, update.
 
     bdmeter-headend run    --broker 127.0.0.1:1883 --db fleet.db [--prefix bdmeter] [--share GROUP]
+                           [--mqtt-user NAME --mqtt-password-file FILE] [--mqtt-cafile CA.pem
+                           [--mqtt-certfile CERT.pem --mqtt-keyfile KEY.pem]]   (also for query, update, serve)
     bdmeter-headend status --db fleet.db [--state online|silent|offline|unknown] [--tz Asia/Shanghai] [--json]
     bdmeter-headend query  --broker 127.0.0.1:1883 --db fleet.db [--key HEX | --keys FILE] TID WHAT...
     bdmeter-headend report --db fleet.db --from ISO --to ISO (--grid DEG | --regions FILE.geojson)
@@ -28,7 +30,7 @@ from datetime import timezone
 from pathlib import Path
 
 from tools.headend import args as types
-from tools.headend import cli_web, report, view
+from tools.headend import cli_web, mqttconn, report, view
 from tools.headend.pgstore import is_dsn, open_store
 
 PROG = "bdmeter-headend"
@@ -53,6 +55,7 @@ def parser():
     r.add_argument("--check-s", type=types.positive_seconds(3600), default=1.0,
                    help="how often to look for silent terminals (default %(default)s)")
     r.add_argument("-v", "--verbose", action="store_true")
+    mqttconn.add_options(r)
 
     s = sub.add_parser("status", help="the fleet as a table")
     s.add_argument("--db", type=types.existing_db, default="fleet.db", help="default %(default)s")
@@ -72,6 +75,7 @@ def parser():
     q.add_argument("--keys", type=types.keys_file, help="file of keys: JSON {tid: hex} or lines 'tid hex'")
     q.add_argument("--timeout", type=types.positive_seconds(3600), default=20.0,
                    help="seconds to wait for the answer (default %(default)s)")
+    mqttconn.add_options(q)
     q.add_argument("terminal", type=types.terminal)
     q.add_argument("what", nargs="*", help="address position energy (one query, the default); or one of status, "
                    "read, sync_time, reboot; or config.get [KEY...]; or config.set KEY=VALUE... (VALUE as JSON "
@@ -119,6 +123,7 @@ def parser():
     u.add_argument("--downgrade", action="store_true", help="allow a version older than a terminal's own")
     u.add_argument("--timeout", type=types.positive_seconds(7 * 86400), default=1800.0,
                    help="seconds to wait for every outcome (default %(default)s)")
+    mqttconn.add_options(u)
     u.add_argument("terminals", nargs="+", type=types.terminal, metavar="TID")
 
     k = sub.add_parser("key", help="store a terminal's command key in the database")
@@ -374,6 +379,11 @@ def main(argv=None):
     except SystemExit as e:
         # argparse has printed the message naming the argument (or the help)
         return e.code if isinstance(e.code, int) else 2
+    try:
+        mqttconn.resolve(a)  # the account and TLS options checked together, before anything connects
+    except argparse.ArgumentError as e:
+        print("%s %s: error: %s" % (PROG, a.cmd, e), file=sys.stderr)
+        return 2
     try:
         return {"run": cmd_run, "status": cmd_status, "query": cmd_query, "report": cmd_report,
                 "key": cmd_key, "days": cmd_days, "completeness": cmd_completeness, "events": cmd_events,

@@ -16,6 +16,9 @@ def add_parsers(sub):
     w.add_argument("--bind", type=types.broker, default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="address to listen on (default %(default)s)")
     w.add_argument("--broker", type=types.broker, help="host:port of the broker, for operator commands")
+    from tools.headend import mqttconn
+
+    mqttconn.add_options(w)
     w.add_argument("--prefix", type=types.ident("topic prefix"), default="bdmeter", help="default %(default)s")
     w.add_argument("--tz", type=types.zone, default=types.zone("Asia/Shanghai"), metavar="ZONE",
                    help="times shown in this IANA zone (default Asia/Shanghai)")

@@ -5,10 +5,8 @@ import os
 import re
 import threading
 
-import paho.mqtt.client as mqtt
-
 from tools.headend import sign
-from tools.headend.service import parse_broker
+from tools.headend.mqttconn import as_broker, diagnose
 
 QUERY_WHAT = ("address", "position", "energy")
 PLAIN_OPS = ("status", "read", "sync_time", "reboot")
@@ -56,15 +54,11 @@ def op_for(words):
 
 def send_command(broker, tid, key, op, args=None, prefix="bdmeter", timeout_s=20.0, req_id=None):
     """Publish a signed command and return the terminal's answer (dict); raise TimeoutError without one."""
-    host, port = parse_broker(broker)
+    broker = as_broker(broker)  # 'host:port' or a Broker with account and TLS
     req_id, envelope = sign.command(key, tid, op, args, req_id=req_id)
     resp_topic = "%s/%s/resp" % (prefix, tid)
     got = {}
     subscribed, answered = threading.Event(), threading.Event()
-
-    def on_connect(client, userdata, flags, reason_code, properties):
-        if not reason_code.is_failure:
-            client.subscribe(resp_topic, qos=1)
 
     def on_subscribe(client, userdata, mid, reason_codes, properties):
         subscribed.set()
@@ -78,14 +72,23 @@ def send_command(broker, tid, key, op, args=None, prefix="bdmeter", timeout_s=20
             got["resp"] = obj
             answered.set()
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bdmeter-query-%s" % os.urandom(4).hex())
+    refused = []
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            refused.append(str(reason_code))
+        else:
+            client.subscribe(resp_topic, qos=1)
+
+    client = broker.client("bdmeter-query-%s" % os.urandom(4).hex())
     client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
-    client.connect_async(host, port, keepalive=30)
+    client.connect_async(broker.host, broker.port, keepalive=30)
     client.loop_start()
     try:
         # the answer can only be caught if we listen before the command goes out
         if not subscribed.wait(min(timeout_s, 10.0)):
-            raise TimeoutError("no connection to the broker at %s:%d" % (host, port))
+            why = "the broker refused the connection: %s" % refused[-1] if refused else diagnose(broker)
+            raise TimeoutError("no connection to the broker at %s%s" % (broker, " (%s)" % why if why else ""))
         client.publish("%s/%s/cmd" % (prefix, tid), envelope, qos=1)
         if not answered.wait(timeout_s):
             raise TimeoutError("no answer from %s to request %s within %.0f s" % (tid, req_id, timeout_s))

@@ -7,16 +7,17 @@ import signal
 import threading
 import time
 
-import paho.mqtt.client as mqtt
-
 from tools.headend.ingest import Ingest
+from tools.headend.mqttconn import Broker, as_broker
 from tools.headend.pgstore import open_store
 
 log = logging.getLogger("bdmeter.headend")
 
 
 def parse_broker(text, default_port=1883):
-    """'host:port' (or 'host') to (host, port)."""
+    """'host:port' (or 'host'), or a Broker, to (host, port)."""
+    if isinstance(text, Broker):
+        return text.host, text.port
     host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
     return host or "127.0.0.1", int(port) if port else default_port
 
@@ -40,7 +41,8 @@ class Headend:
 
     def __init__(self, broker="127.0.0.1:1883", db="fleet.db", prefix="bdmeter", share=None, heartbeat_s=None,
                  client_id=None, check_s=1.0, keepalive_s=30, store=None, batch_max=500):
-        self.host, self.port = parse_broker(broker)
+        self.broker = as_broker(broker)  # 'host:port' or a Broker with account and TLS (tools/headend/mqttconn.py)
+        self.host, self.port = self.broker.host, self.broker.port
         self.store = store or open_store(db)
         self.ingest = Ingest(self.store, prefix, heartbeat_s)
         self.topic = subscription(prefix, share)
@@ -55,11 +57,11 @@ class Headend:
         self._subscribed = threading.Event()
         self._stop = threading.Event()
         self._writer = None
+        self._refused = None
         # a fixed client id keeps a persistent session: the broker queues records while we are down
         persistent = client_id is not None
         cid = client_id or "bdmeter-headend-%d-%s" % (os.getpid(), os.urandom(3).hex())
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=not persistent,
-                                  manual_ack=True)
+        self.client = self.broker.client(cid, clean_session=not persistent, manual_ack=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -75,8 +77,15 @@ class Headend:
         self._writer.start()
         if not self._subscribed.wait(timeout_s):
             self.stop()
-            raise TimeoutError("head-end: no subscription to %s:%d within %.0f s" % (self.host, self.port, timeout_s))
+            raise TimeoutError("head-end: no subscription to %s within %.0f s%s"
+                               % (self.broker, timeout_s, self._why()))
         return self
+
+    def _why(self):
+        from tools.headend.mqttconn import diagnose
+
+        why = self._refused and "the broker refused the connection: %s" % self._refused or diagnose(self.broker)
+        return " (%s)" % why if why else ""
 
     def stop(self):
         """Disconnect and join the threads."""
@@ -97,8 +106,7 @@ class Headend:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.default_int_handler)
         self.start()
-        log.info("head-end: subscribed to %s on %s:%d, database %s", self.topic, self.host, self.port,
-                 self.store.path)
+        log.info("head-end: subscribed to %s on %s, database %s", self.topic, self.broker, self.store.path)
         try:
             while not self._stop.wait(1.0):
                 pass
@@ -110,6 +118,7 @@ class Headend:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
+            self._refused = str(reason_code)
             log.warning("head-end: broker refused the connection: %s", reason_code)
             return
         # packet ids of an earlier connection must not be acknowledged on this one

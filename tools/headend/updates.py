@@ -5,10 +5,8 @@ import os
 import threading
 import time
 
-import paho.mqtt.client as mqtt
-
 from tools.headend import sign
-from tools.headend.service import parse_broker
+from tools.headend.mqttconn import as_broker, diagnose
 
 FINAL = ("confirmed", "rolled_back", "failed")
 
@@ -22,7 +20,8 @@ class Rollout:
     """
 
     def __init__(self, broker, bundle, prefix="bdmeter", downgrade=False, out=print):
-        self.host, self.port = parse_broker(broker)
+        self.broker = as_broker(broker)  # 'host:port' or a Broker with account and TLS
+        self.host, self.port = self.broker.host, self.broker.port
         self.bundle = bundle
         self.prefix = prefix
         self.downgrade = downgrade
@@ -86,22 +85,26 @@ class Rollout:
         with self.lock:
             self.state = {tid: {"state": "offered"} for tid in keys}
         connected = threading.Event()
+        refused = []
 
         def on_connect(client, userdata, flags, reason_code, properties):
-            if not reason_code.is_failure:
+            if reason_code.is_failure:
+                refused.append(str(reason_code))
+            else:
                 client.subscribe([("%s/+/upd" % self.prefix, 0), ("%s/+/resp" % self.prefix, 1),
                                   ("%s/+/event" % self.prefix, 1)])
 
         def on_subscribe(client, userdata, mid, reason_codes, properties):
             connected.set()
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bdmeter-update-%s" % os.urandom(4).hex())
+        client = self.broker.client("bdmeter-update-%s" % os.urandom(4).hex())
         client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, self._on_message
         client.connect_async(self.host, self.port, keepalive=30)
         client.loop_start()
         try:
             if not connected.wait(min(timeout_s, 10.0)):
-                raise TimeoutError("no connection to the broker at %s:%d" % (self.host, self.port))
+                why = "the broker refused the connection: %s" % refused[-1] if refused else diagnose(self.broker)
+                raise TimeoutError("no connection to the broker at %s%s" % (self.broker, " (%s)" % why if why else ""))
             for tid, key in keys.items():
                 req_id, envelope = sign.command(key, tid, "update", self.bundle.offer(self.downgrade))
                 with self.lock:
