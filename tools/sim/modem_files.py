@@ -114,6 +114,9 @@ class FilesMixin:
         await asyncio.sleep(seconds)
         if self._upload is up and up["gen"] == self._gen:
             self._data_need = None  # the time is up: what came is the file
+            take = min(len(self._inbuf), up["size"] - len(up["data"]))
+            up["data"] += self._inbuf[:take]
+            del self._inbuf[:take]
             self._upload_done(up)
 
     def _upload_done(self, up):

@@ -41,7 +41,7 @@ CIPHERS = {0x0035: "AES256-SHA", 0x002F: "AES128-SHA", 0x003D: "AES256-SHA256", 
            0xC02C: "ECDHE-ECDSA-AES256-GCM-SHA384"}
 _VERSIONS = {0: (ssl.TLSVersion.SSLv3, ssl.TLSVersion.SSLv3), 1: (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1),
              2: (ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1_1), 3: (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2),
-             4: (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_2)}
+             4: (ssl.TLSVersion.MINIMUM_SUPPORTED, ssl.TLSVersion.TLSv1_2)}
 
 
 class TLSFailure(Exception):
@@ -96,6 +96,17 @@ class SimSslSocket(SimSocket):
         self.cipher = None
 
     async def open(self, sim):
+        err = await self._open(sim)
+        sim.stats["tls_hs_up"] = self.hs_up
+        sim.stats["tls_hs_down"] = self.hs_down
+        sim.stats["tcp_bytes_up"] += self.hs_up
+        sim.stats["tcp_bytes_down"] += self.hs_down
+        sim.tls_log.append({"id": self.id, "host": self.host, "port": self.port, "err": err,
+                            "failure": self.failure, "version": self.version, "cipher": self.cipher,
+                            "hs_up": self.hs_up, "hs_down": self.hs_down})
+        return err
+
+    async def _open(self, sim):
         err = await super().open(sim)
         if err:
             return err
@@ -261,17 +272,7 @@ class SslMixin:
             return
         s = SimSslSocket(sid, host, port, ctx, self._ssl_ctx(ctx))
         self.sockets[sid] = s
-        asyncio.ensure_future(self._ssl_connect(s, self._gen))
-
-    async def _ssl_connect(self, s, gen):
-        await self._connect(s, gen)
-        self.stats["tls_hs_up"] = s.hs_up
-        self.stats["tls_hs_down"] = s.hs_down
-        self.stats["tcp_bytes_up"] += s.hs_up
-        self.stats["tcp_bytes_down"] += s.hs_down
-        self.tls_log.append({"id": s.id, "host": s.host, "port": s.port, "ok": s.state == "connected",
-                             "failure": s.failure, "version": s.version, "cipher": s.cipher,
-                             "hs_up": s.hs_up, "hs_down": s.hs_down})
+        asyncio.ensure_future(self._connect(s, self._gen))
 
     def _ssl_sock(self, args):
         s = self.sockets.get(int(args[0])) if args else None
