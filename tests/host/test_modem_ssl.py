@@ -1,11 +1,11 @@
-"""tools/sim/modem's TLS and file system over raw AT, against a real TLS server on loopback (certificates: tools/pki)."""
+"""tools/sim/modem: TLS and file system over raw AT, against a real TLS server on loopback (tools/pki certificates)."""
 
 import datetime
 import time
 
 import pytest
 
-from test_modem_sim import SCALE, Uart, booted, pdp_up
+from test_modem_sim import SCALE, booted, pdp_up
 from tools.pki import make_pki
 from tools.sim.modem import ModemSim
 from tools.sim.modem_basic import parse_cclk
