@@ -91,6 +91,7 @@ class SimSslSocket(SimSocket):
         self.outbio = ssl.MemoryBIO()
         self.hs_up = 0  # handshake bytes on the wire, each way
         self.hs_down = 0
+        self.hs_flights = []  # (direction "up"/"down", bytes) of each handshake flight, in order
         self.failure = None  # why the handshake failed (the simulator's log; the module only says 566)
         self.version = None
         self.cipher = None
@@ -164,18 +165,27 @@ class SimSslSocket(SimSocket):
             self.writer.write(data)
         return len(data)
 
+    def _sent(self, n):
+        self.hs_up += n
+        if n:
+            self.hs_flights.append(("up", n))
+
     async def _handshake(self):
         while True:
             try:
                 self.obj.do_handshake()
-                self.hs_up += self._flush()
+                self._sent(self._flush())
                 return
             except ssl.SSLWantReadError:
-                self.hs_up += self._flush()
-            data = await self.reader.read(4096)
+                self._sent(self._flush())
+            data = await self.reader.read(16384)
             if not data:
                 raise ConnectionError("the server closed the connection during the handshake")
             self.hs_down += len(data)
+            if self.hs_flights and self.hs_flights[-1][0] == "down":
+                self.hs_flights[-1] = ("down", self.hs_flights[-1][1] + len(data))
+            else:
+                self.hs_flights.append(("down", len(data)))
             self.inbio.write(data)
 
     def _check_peer(self, sim):
