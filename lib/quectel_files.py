@@ -13,6 +13,11 @@ from atengine import ATError
 from quectel_socket import ModemError
 
 _NO_FILE = 405
+
+
+class FileError(ModemError):
+    """The module refused a file or damaged it on the way (the module's code, if any, in `code`)."""
+
 _UART_BYTES_PER_S = 5000  # a bound on the upload's time: at least 5 KB/s on a 115200-baud UART
 
 
@@ -83,12 +88,12 @@ async def upload(m, name, data):
     try:
         lines = await m.at.cmd('AT+QFUPL="%s",%d,%d' % (name, len(data), limit // 1000 + 1), limit, payload=data)
     except ATError as e:
-        raise ModemError("module file %s: upload refused (%s)" % (name, e), e.code)
+        raise FileError("module file %s: upload refused (%s)" % (name, e), e.code)
     got = parse_qfupl(lines)
     want = (len(data), checksum(data))
     if got != want:
         await delete(m, name)  # a damaged copy must not be taken for the right one later
-        raise ModemError("module file %s: upload damaged (module has %s bytes, checksum %s; sent %d, %x)"
+        raise FileError("module file %s: upload damaged (module has %s bytes, checksum %s; sent %d, %x)"
                          % (name, got and got[0], got and "%x" % got[1], want[0], want[1]))
     return want[1]
 
