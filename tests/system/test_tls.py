@@ -24,12 +24,14 @@ MODULE_ACTIONS = ("+CFUN", "+QIDEACT", "+QPOWD", "+QGPSEND")
 CLOCK_ERROR_S = -5 * 365 * 86400
 
 
-def _rig(workdir, ca_file, extra=None):
+def _rig(workdir, ca_file, mutual=False):
     pki = make_pki(workdir / "pki", clients=(IMEI,))
-    broker = Mosquitto(log_dir=broker_dir(), pki=pki, accounts={IMEI: TERMINAL_PASS, "headend": HEADEND_PASS})
+    broker = Mosquitto(log_dir=broker_dir(), pki=pki, accounts={IMEI: TERMINAL_PASS, "headend": HEADEND_PASS},
+                       require_certificate=mutual)
     cfg = {"broker_port": broker.tls_port, "broker_tls": True, "tls_ca": str(workdir / "ca.pem"),
            "broker_user": IMEI, "broker_pass": TERMINAL_PASS, "server_backoff_max_s": 3, "link_backoff_s": 1}
-    cfg.update(extra or {})
+    if mutual:
+        cfg["tls_cert"], cfg["tls_key"] = (str(p) for p in pki.client(IMEI))
     shutil.copy(getattr(pki, ca_file), workdir / "ca.pem")
     r = TerminalRig(workdir, imei=IMEI, broker=broker, start=False, cfg=cfg)
     r.own_broker = True
@@ -57,8 +59,8 @@ def test_online_over_tls_readings_and_an_answered_query(rig):
     assert ok and ok[0]["version"] == "TLSv1.2" and ok[0]["port"] == rig.broker.tls_port
     assert ok[0]["hs_up"] > 0 and ok[0]["hs_down"] > 0
     assert rig.modem.stats["tcp_bytes_up"] > 0
-    events = [e for e in rig.of("event") if e.get("kind") == "tls_files"]
-    assert events and events[0]["data"] == {"uploaded": ["ca.pem"]}
+    events = rig.wait("the tls_files event", lambda: [e for e in rig.of("event") if e.get("kind") == "tls_files"])
+    assert events[0]["data"] == {"uploaded": ["ca.pem"]}
     assert rig.modem.file("ca.pem") == (rig.dir / "ca.pem").read_bytes()
     log = [line for _, line in rig.modem.log]
     opened = next(i for i, line in enumerate(log) if line.startswith("AT+QSSLOPEN"))
@@ -83,6 +85,19 @@ def test_module_restart_sets_context_and_clock_again(rig):
     assert not [t for t in rig.modem.tls_log if t["err"]]
 
 
+def test_mutual_tls_with_the_terminal_certificate(tmp_path):
+    r, pki = _rig(tmp_path, "ca", mutual=True)
+    try:
+        r.wait("online with readings", lambda: len(r.of("energy")) >= 1, 120)
+        events = r.wait("the tls_files event", lambda: [e for e in r.of("event") if e.get("kind") == "tls_files"])
+        assert events[0]["data"] == {"uploaded": ["ca.pem", "client.pem", "client.key"]}
+        assert any(line.startswith('AT+QSSLCFG="seclevel",1,2') for _, line in r.modem.log)
+        fw = r.fw.output()
+        assert "PRIVATE KEY" not in fw and TERMINAL_PASS not in fw
+    finally:
+        r.close()
+
+
 def test_wrong_ca_is_counted_and_logged_without_climbing_the_ladder(tmp_path):
     r, pki = _rig(tmp_path, "other_ca")
     try:
@@ -97,8 +112,9 @@ def test_wrong_ca_is_counted_and_logged_without_climbing_the_ladder(tmp_path):
         assert TERMINAL_PASS not in fw and "BEGIN CERTIFICATE" not in fw
         shutil.copy(pki.ca, tmp_path / "ca.pem")  # the right CA on the terminal's flash
         r.wait("online with the right CA", lambda: r.of("heartbeat"), 60)
-        events = [e for e in r.of("event") if e.get("kind") == "tls_files"]
-        assert [e["data"]["uploaded"] for e in events][-1] == ["ca.pem"]  # changed: uploaded again
+        events = r.wait("two tls_files events", lambda: len([e for e in r.of("event") if e.get("kind") == "tls_files"])
+                        >= 2 and [e for e in r.of("event") if e.get("kind") == "tls_files"])
+        assert [e["data"]["uploaded"] for e in events] == [["ca.pem"], ["ca.pem"]]  # changed: uploaded again
         full = r.wait("a heartbeat counting tls_fail", lambda: [h for h in r.of("heartbeat")
                                                                  if h.get("err", {}).get("tls_fail", 0) >= 3], 60)
         err = full[-1]["err"]
