@@ -3,7 +3,7 @@
 Before every TLS connection: the CA (and, for mutual TLS, the client certificate
 and key) are made present on the module from the terminal's flash, uploaded
 only when missing or changed (what was uploaded to which module, by IMEI, is
-recorded in the state directory); the SSL context is handed to the driver,
+recorded in the state directory by SHA-256); the SSL context is handed to the driver,
 which applies it again after every module restart; and when the certificate
 is verified the module's clock is set from the terminal's trusted time (GNSS or
 network only), since the module checks the certificate's dates against it.
@@ -81,14 +81,14 @@ class TlsSetup:
             except OSError:
                 raise TlsSetupError("%s file %s not on the terminal's flash" % (key, path))
             try:
-                cks, up = await quectel_files.ensure(self.modem, name, data, known.get(name))
+                dig, up = await quectel_files.ensure(self.modem, name, data, known.get(name))
             except ATError as e:
                 raise TlsSetupError("module file %s: %s" % (name, e))
             except quectel_files.FileError as e:
                 raise TlsSetupError(str(e))
             if up:
                 uploaded.append(name)
-                known[name] = cks
+                known[name] = dig
                 self.log.info("TLS: %s (%s, %d bytes) uploaded to the module", name, key, len(data))
         if uploaded:
             try:

@@ -2,12 +2,16 @@
 
 TLS certificates and keys live on the module (AT+QSSLCFG names them). The
 module can list a file's size but not return a digest of it, so `ensure` takes
-the checksum the caller recorded when it last uploaded the file to this module
-(`known`): a file is uploaded when it is missing, its size differs, or nothing
-says its content is the same. Each upload is checked against the module's
-answer `+QFUPL: <size>,<checksum>` (XOR of 16-bit big-endian words). File
-contents never appear in a log line or an error text.
+the digest (SHA-256) the caller recorded when it last uploaded the file to this
+module (`known`): a file is uploaded when it is missing, its size differs, or
+nothing says its content is the same. The module's own checksum cannot serve
+for that: an XOR of 16-bit words misses every change that flips the same bits
+in an even number of words (a lower-case word made upper-case twice). Each
+upload is checked against the module's answer `+QFUPL: <size>,<checksum>`.
+File contents never appear in a log line or an error text.
 """
+
+from binascii import hexlify
 
 from atengine import ATError
 from quectel_socket import ModemError
@@ -30,6 +34,15 @@ def checksum(data):
     if n & 1:
         x ^= data[n - 1] << 8
     return x
+
+
+def digest(data):
+    """SHA-256 of the content in hex (size and module checksum where a port has no hashlib)."""
+    try:
+        import hashlib
+    except ImportError:
+        return "%d-%x" % (len(data), checksum(data))
+    return hexlify(hashlib.sha256(data).digest()).decode()
 
 
 def parse_qflst(lines):
@@ -99,15 +112,16 @@ async def upload(m, name, data):
 
 
 async def ensure(m, name, data, known=None):
-    """Make the module file `name` hold `data`; returns its checksum and whether it was uploaded.
+    """Make the module file `name` hold `data`; returns (digest(data), whether it was uploaded).
 
-    known: the checksum recorded for `name` on this module after its last upload (None: nothing known).
+    known: the digest recorded for `name` on this module after its last upload (None: nothing known).
     """
     await m._ensure()  # one owner: wait for a bring-up in progress, re-initialise after a restart
-    want = checksum(data)
+    want = digest(data)
     have = (await sizes(m, name)).get(name)
     if have == len(data) and known == want:
         return want, False
     if have is not None:
         await delete(m, name)
-    return await upload(m, name, data), True
+    await upload(m, name, data)
+    return want, True

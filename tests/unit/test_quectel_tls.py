@@ -20,6 +20,12 @@ def test_upload_checksum_is_the_xor_of_big_endian_words():
     assert quectel_files.checksum(data) == x
 
 
+def test_digest_tells_apart_what_the_module_checksum_cannot():
+    a, b = b"MIIBfake", b"MIIBFAKE"
+    assert quectel_files.checksum(a) == quectel_files.checksum(b)  # 0x2020 twice cancels out
+    assert quectel_files.digest(a) != quectel_files.digest(b) and len(quectel_files.digest(a)) == 64
+
+
 def test_file_list_and_upload_answers():
     lines = ['+QFLST: "UFS:ca.pem",1188', '+QFLST: "RAM:x.bin",2', '+QFLST: "bad",x', "junk"]
     assert quectel_files.parse_qflst(lines) == {"ca.pem": 1188, "RAM:x.bin": 2}

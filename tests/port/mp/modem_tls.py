@@ -83,7 +83,7 @@ async def echo_scenario(m, ctl, tls_port, ca, client):
     changed = data.replace(b"A", b"B", 1) if b"A" in data else data[:-1] + b"?"
     _, up = await quectel_files.ensure(m, "ca.pem", changed, known["ca.pem"])  # same size, other content
     emit("file_changed", uploaded=up, size_same=len(changed) == len(data))
-    known["ca.pem"], up = await quectel_files.ensure(m, "ca.pem", data, quectel_files.checksum(changed))
+    known["ca.pem"], up = await quectel_files.ensure(m, "ca.pem", data, quectel_files.digest(changed))
     emit("file_restored", uploaded=up)
     m.tls = quectel_ssl.settings(cacert="ca.pem", clientcert="client.pem" if client else "",
                                  clientkey="client.key" if client else "", sni=True, verify_time=True)
