@@ -143,6 +143,8 @@ def test_server_verified_tls_echo_recv_loop_state_and_close(sim, pki, server):
     assert b'+QSSLCFG: "ignorelocaltime",1,1' in u.cmd('AT+QSSLCFG="ignorelocaltime",1')  # the default
     assert ssl_open(u, "127.0.0.1", server.port) == 0
     assert b'+QSSLSTATE: 1,"SSLClient","127.0.0.1",%d,0,2,' % server.port in u.cmd("AT+QSSLSTATE")
+    assert u.cmd("AT+QISEND=1,5").endswith(b"\r\nERROR\r\n")  # a TCP command does not reach a TLS socket
+    assert b'+QSSLCFG: "sni",1,0' in u.cmd('AT+QSSLCFG="sni",1')  # the default: no server name
     assert u.cmd("AT+QSSLSEND=1,5").endswith(b"> ")
     u.s.sendall(b"hello")
     assert u.wait(b"SEND OK\r\n")

@@ -141,6 +141,11 @@ class NetMixin:
         s.pump = None
         self._peer_closed(s)
 
+    def _tcp_sock(self, args):
+        # TCP and SSL sockets share the ids; QISEND/QIRD do not reach an SSL one (that takes QSSLSEND/QSSLRECV)
+        s = self.sockets.get(int(args[0])) if args else None
+        return s if s is not None and s.URC == SimSocket.URC else None
+
     async def _at_qicsgp(self, kind, args):
         if kind == "query" or len(args) == 1:
             apn, user, pwd, auth = self.apn
@@ -246,7 +251,7 @@ class NetMixin:
         if not args:
             self._respond(final="ERROR")
             return
-        s = self.sockets.get(int(args[0]))
+        s = self._tcp_sock(args)
         if len(args) > 1 and int(args[1]) == 0:
             if s is None:
                 self._respond(final="ERROR")
@@ -279,7 +284,7 @@ class NetMixin:
         self._respond(final="SEND OK")
 
     async def _at_qird(self, kind, args):
-        s = self.sockets.get(int(args[0])) if args else None
+        s = self._tcp_sock(args)
         if s is None:
             self._respond(final="ERROR")
             return
