@@ -33,14 +33,13 @@ import threading
 import time
 
 from tools.sim.modem_basic import BasicMixin
+from tools.sim.modem_faults import FaultsMixin
 from tools.sim.modem_files import FilesMixin
 from tools.sim.modem_gnss import GnssMixin, GnssScenario
 from tools.sim.modem_net import NetMixin, nodelay as _nodelay, split_args  # noqa: F401  (re-exported)
 from tools.sim.modem_ssl import SslMixin
 from tools.sim.peer import SimPeer
 
-FAULTS = ("peer_close", "pdpdeact", "send_fail", "hang", "reboot", "garbage", "urc_mid_response", "antenna",
-          "stack_degraded", "gnss_time")
 ERRTEXT = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted", 13: "SIM failure",
            14: "SIM busy", 50: "Incorrect parameters", 504: "Session is ongoing",
            405: "File not found", 407: "File already exists", 505: "Session not active",
@@ -50,7 +49,7 @@ DELAYS = {"resp": 0.005, "boot": 3.0, "boot_urc": 0.3, "cpin_busy": 2.0, "reg": 
           "qiopen": 0.2, "cfun": 0.5, "qiclose": 0.05, "gnss_cmd": 0.02}
 
 
-class ModemSim(SimPeer, BasicMixin, GnssMixin, SslMixin, FilesMixin, NetMixin):
+class ModemSim(SimPeer, FaultsMixin, BasicMixin, GnssMixin, SslMixin, FilesMixin, NetMixin):
     """The simulated module; start() serves it on 127.0.0.1 from a background thread."""
 
     thread_name = "modem simulator"
@@ -212,62 +211,6 @@ class ModemSim(SimPeer, BasicMixin, GnssMixin, SslMixin, FilesMixin, NetMixin):
                     self.faults["urc_mid_response"] = left - 1
         out += b"\r\n" + final.encode() + b"\r\n"
         self._out(bytes(out))
-
-    # -- faults and pins (loop thread) ---------------------------------------------------------
-    def _apply_fault(self, name, on=True, **params):
-        if name not in FAULTS:
-            raise ValueError("unknown fault %r (have %s)" % (name, ", ".join(FAULTS)))
-        if not on:
-            self.faults.pop(name, None)
-            return
-        if name == "peer_close":
-            for s in list(self.sockets.values()):
-                if params.get("id") in (None, s.id):
-                    self._peer_closed(s)
-        elif name == "pdpdeact":
-            self.pdp = "broken"
-            self._drop_sockets(urc=False)
-            self._urc('+QIURC: "pdpdeact",1')
-        elif name == "send_fail":
-            self.faults[name] = int(params.get("n", 1))
-        elif name == "hang":
-            s = params.get("seconds")
-            self.faults[name] = True if s is None else self._now() + float(s)
-        elif name == "reboot":
-            self._reboot()
-        elif name == "garbage":
-            n = int(params.get("n", 32))
-            junk = bytes(self.rng.choice((self.rng.randint(0x80, 0xFF), self.rng.randint(0, 8))) for _ in range(n))
-            self.stats["garbage_bytes"] += n
-            self._out(junk + b"\r\n")
-        elif name == "urc_mid_response":
-            self.faults[name] = int(params.get("n", 1)) if params.get("n", 1) is not None else True
-        elif name == "antenna":
-            self.faults[name] = True
-        elif name == "gnss_time":  # a receiver with a wrong clock (a bad almanac, a GPS week rollover)
-            self.faults[name] = float(params.get("offset_s", 3 * 3600))
-        elif name == "stack_degraded":
-            self.faults[name] = True
-            self._cfun0 = False
-            if params.get("drop", True):
-                for s in list(self.sockets.values()):
-                    self._peer_closed(s)
-
-    def _apply_pin(self, name, on):
-        if name not in self._pins:
-            raise ValueError("unknown pin %r" % name)
-        was = self._pins[name]
-        self._pins[name] = bool(on)
-        if name == "reset":
-            if on and not was:
-                self._power_down(urc=False)  # held in reset: silent
-            elif was and not on:
-                self._reboot()
-        elif was and not on:  # a PWRKEY pulse toggles power
-            if self.powered:
-                self._power_down()
-            else:
-                self._reboot()
 
     # -- public, thread-safe ------------------------------------------------------------------
     def _call(self, fn, *args, **kw):
