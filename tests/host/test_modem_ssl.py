@@ -265,12 +265,14 @@ def test_handshake_to_a_plain_server_fails_and_counts_wire_bytes(sim, pki):
     plain = socket.socket()
     plain.bind(("127.0.0.1", 0))
     plain.listen(1)
+    plain.settimeout(5)  # bounded: the simulator connects at once
     try:
         u = up(sim)
         verifying(u, pki)
         t0 = time.monotonic()
         assert u.cmd('AT+QSSLOPEN=1,1,0,"127.0.0.1",%d' % plain.getsockname()[1]).endswith(b"OK\r\n")
         c, _ = plain.accept()
+        c.settimeout(5)
         c.recv(4096)
         c.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
         c.close()
