@@ -177,7 +177,9 @@ class Uplink:
                     text = "%s: %s" % (self.peer(), text)
                 if cause == "server" and self._stream is None and t.cfg["broker_tls"]:
                     self.tls_fail += 1  # the TLS set-up or the handshake failed (the module tells no more)
-                    t.log.warning("TLS to %s failed (%d so far): %s", self.peer(), self.tls_fail, text)
+                    peer = self.peer()
+                    why = text[len(peer) + 2:] if text.startswith(peer + ": ") else text
+                    t.log.warning("TLS to %s failed (%d so far): %s", peer, self.tls_fail, why)
                 t.log.warning("uplink down (%s): %s", cause or "link", text)
             finally:
                 self.session = None
