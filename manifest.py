@@ -10,5 +10,5 @@ require("logging")
 package("firmware")
 for _name in ("atengine", "atlines", "dlt645", "dlt645_frozen", "dlt645_master", "dlt645_values", "ed25519",
               "mpcompat", "mqtt_session", "nmea", "quectel", "quectel_bringup", "quectel_gnss", "quectel_ladder",
-              "quectel_parse", "quectel_socket", "sha512"):
+              "quectel_parse", "quectel_socket", "quectel_files", "quectel_ssl", "sha512"):
     module(_name + ".py", base_path="lib")

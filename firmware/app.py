@@ -278,7 +278,7 @@ class Terminal:
             "mqtt_reconnects": self.uplink.reconnects, "outbox_dropped": self.outbox.dropped,
             "outbox_corrupt": self.outbox.corrupt, "outbox_write_fail": self.outbox.write_fail,
             "cmd_refused": self.commands.refused, "cmd_dropped": self.commands.dropped,
-            "server_fail": ms.get("server_fail", 0),
+            "server_fail": ms.get("server_fail", 0), "tls_fail": self.uplink.tls_fail,
             "mqtt_oversize": self.mqtt_counters.get("oversize", 0), "clock_refused": self.clock.refused,
             "meter_undecodable": self.frozen.undecodable + self.meter_events.undecodable,
         }

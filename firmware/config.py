@@ -25,6 +25,12 @@ _DEFAULTS = {
     "broker_port": 1883,
     "broker_user": "",
     "broker_pass": "",
+    "broker_tls": False,  # TLS in the modem to the broker; plain TCP (the default) suits a private APN
+    "tls_ca": "ca.pem",  # CA certificate (PEM) on the terminal's flash, uploaded to the module when needed
+    "tls_cert": "",  # client certificate (PEM) on flash; with tls_key: mutual TLS; empty: server-only
+    "tls_key": "",
+    "tls_sni": True,  # send broker_host as the server name
+    "tls_verify": True,  # verify the broker's certificate (CA, host, dates on the module's clock)
     "keepalive_s": 600,  # heartbeats every 5 min keep the link busy; pings only fill real silences
     "apn": "",
     "apn_user": "",
@@ -155,6 +161,12 @@ _RULES = {
     "broker_port": (_INT, _between(1, 65535), "1..65535"),
     "broker_user": (str, _printable, "at most 64 printable ASCII characters, no \""),
     "broker_pass": (str, _printable, "at most 64 printable ASCII characters, no \""),
+    "broker_tls": (bool, None, ""),
+    "tls_ca": (str, lambda v: bool(v) and _printable(v, 255), "a file name on flash (1..255 printable characters)"),
+    "tls_cert": (str, lambda v: _printable(v, 255), "a file name on flash (0..255 printable characters)"),
+    "tls_key": (str, lambda v: _printable(v, 255), "a file name on flash (0..255 printable characters)"),
+    "tls_sni": (bool, None, ""),
+    "tls_verify": (bool, None, ""),
     "keepalive_s": (_INT, _between(10, 3600), "10..3600"),
     "apn": (str, _printable, "at most 64 printable ASCII characters, no \""),
     "apn_user": (str, _printable, "at most 64 printable ASCII characters, no \""),

@@ -1,4 +1,5 @@
-"""The link to the server: modem bring-up, MQTT over the modem's TCP socket, outbox drain, recovery."""
+"""The link to the server: modem bring-up, MQTT over the modem's TCP (or TLS, firmware/tls.py) socket, outbox drain,
+recovery."""
 
 import asyncio
 
@@ -51,6 +52,8 @@ class Uplink:
         self.connects = 0
         self.reconnects = 0
         self.published = 0
+        self.tls_fail = 0  # TLS set-up or handshake failures (module error 566 etc.) with a healthy network
+        self._tls = None  # firmware.tls.TlsSetup, made on the first TLS connection
         self._stream = None
         self.wake = asyncio.Event()
 
@@ -68,7 +71,14 @@ class Uplink:
         t = self.t
         cfg = t.cfg
         self._stream = None
-        sock = await t.modem.open_socket(cfg["broker_host"], cfg["broker_port"], label="broker")
+        tls = cfg["broker_tls"]
+        if tls:
+            if self._tls is None:
+                from firmware.tls import TlsSetup
+
+                self._tls = TlsSetup(t.modem, cfg, t.clock, t.log, t.emit_event)
+            await self._tls.prepare()
+        sock = await t.modem.open_socket(cfg["broker_host"], cfg["broker_port"], label="broker", tls=tls)
         self._stream = _SocketStream(sock, t.modem_errors)
         # a user name without a password is valid MQTT; umqtt.simple then needs the empty password, not None
         s = Session(self._stream, t.tid, user=cfg["broker_user"] or None,
@@ -129,6 +139,11 @@ class Uplink:
         """
         m = self.t.modem
         st = self._stream
+        if self._tls is not None:
+            from firmware.tls import TlsSetupError
+
+            if isinstance(e, TlsSetupError):
+                return "server"  # nothing the module or the network could fix: retry with the server back-off
         cause = m.failure_class(st.error if st is not None and st.error is not None else e)
         if cause is None and st is not None and st.error is None and m.ready and (
                 connecting or st.sock.peer_closed):
@@ -161,6 +176,11 @@ class Uplink:
                 text = str(e)
                 if cause == "server" and not text.startswith("broker "):
                     text = "%s: %s" % (self.peer(), text)
+                if cause == "server" and self._stream is None and t.cfg["broker_tls"]:
+                    self.tls_fail += 1  # the TLS set-up or the handshake failed (the module tells no more)
+                    peer = self.peer()
+                    why = text[len(peer) + 2:] if text.startswith(peer + ": ") else text
+                    t.log.warning("TLS to %s failed (%d so far): %s", peer, self.tls_fail, why)
                 t.log.warning("uplink down (%s): %s", cause or "link", text)
             finally:
                 self.session = None

@@ -187,7 +187,8 @@ class AT:
     async def cmd(self, text, timeout_ms=5000, payload=None, expect=None, expect_timeout_ms=None):
         """Send `text`, return its response lines (without the final result).
 
-        payload: bytes written after the `> ` prompt (the final is then SEND OK / SEND FAIL).
+        payload: bytes written after the `> ` prompt or a `CONNECT` line (the final is then SEND OK / SEND FAIL,
+        or OK after an upload's result line).
         expect: a URC prefix to wait for after the final OK, within expect_timeout_ms (default: the same
         limit) from the start; its line is appended to the result. Raises ATError, ATTimeout, ATReboot.
         """
@@ -399,6 +400,10 @@ class AT:
             return
         if text == c.text:
             self.stats["echo"] += 1
+            return
+        if text == "CONNECT" and c.want_prompt and not c.prompted and c.final is None:
+            c.prompted = True  # the go-ahead of a data upload (AT+QFUPL), as the `> ` prompt is for a send
+            self._ev.set()
             return
         kind = final_kind(text)
         if kind is not None:

@@ -55,6 +55,7 @@ class Quectel:
         self.at.secret(apn_pass)  # never in a log line or an error text
         self.at.on_rdy = self._on_rdy
         self.at.on_urc("+QIURC:", self._on_qiurc)
+        self.at.on_urc("+QSSLURC:", self._on_qiurc)
         self.apn, self.apn_user, self.apn_pass = apn, apn_user, apn_pass
         self.gnssconfig = gnssconfig
         self.pwrkey = pwrkey  # objects with on()/off(); falsy (None, or a board's absent pin) when not wired
@@ -78,7 +79,10 @@ class Quectel:
                        "opens": 0, "open_fail": 0, "socket_closed": 0, "pdp_lost": 0, "pdp_errors": 0,
                        "power_cycles": 0, "recoveries": 0, "gnss_cfg_refused": 0, "server_fail": 0}
         self._sockets = {}
-        self._stale = set()
+        self._stale = set()  # TCP ids to QICLOSE before reuse
+        self._ssl_stale = set()  # TLS ids to QSSLCLOSE before reuse
+        self.tls = None  # the SSL context's settings (quectel_ssl.configure), applied again after every RDY
+        self._tls_gen = -1  # the RDY count when the SSL context was last configured
         self._up = False
         self._pdp = False
         self._need_reinit = False
@@ -127,13 +131,16 @@ class Quectel:
         self._nmeasrc = False
         self._lose_sockets()
         self._stale.clear()  # a restarted module has every id free
+        self._ssl_stale.clear()
 
     def _on_qiurc(self, line):
-        kind, _, arg = line[7:].strip().partition(",")
+        # +QIURC: "recv",<id> for TCP sockets; +QSSLURC: "recv",<id> for TLS ones (the same id space)
+        tls = line.startswith("+QSSLURC:")
+        kind, _, arg = line[9 if tls else 7:].strip().partition(",")
         kind = kind.strip('"')
         if kind == "recv" or kind == "closed":
             s = self._sockets.get(int(arg.split(",")[0]))
-            if s is None:
+            if s is None or s.tls != tls:
                 return
             if kind == "recv":
                 s._on_recv()
@@ -151,7 +158,7 @@ class Quectel:
             if s.opening:
                 self.at.abandon("+QIOPEN: %d," % s.id)  # a module may never report this open now
             s._on_lost()
-            self._stale.add(s.id)
+            s._stale.add(s.id)
         self._sockets.clear()
 
     # -- one owner -----------------------------------------------------------------------
@@ -250,17 +257,29 @@ class Quectel:
         except ATError:
             return None
 
-    # -- sockets -----------------------------------------------------------------------
-    async def open_socket(self, host, port, timeout_ms=None, label="peer"):
-        """A connected TCP Socket to host:port.
+    async def set_clock(self, utc):
+        """Set the module's clock to a UTC (Y, M, D, h, m, s): TLS checks certificate dates against it."""
+        await self._ensure()
+        import quectel_ssl
 
-        ServerError when the peer refuses, does not answer or does not resolve while the network is healthy;
-        NetworkError when the context is gone; ModemError for anything else the module refuses.
+        await quectel_ssl.set_clock(self, utc)
+
+    # -- sockets -----------------------------------------------------------------------
+    async def open_socket(self, host, port, timeout_ms=None, label="peer", tls=False):
+        """A connected TCP Socket to host:port; with tls, a TLS one (quectel_ssl, the SSL context in `self.tls`).
+
+        ServerError when the peer refuses, does not answer or does not resolve while the network is healthy
+        (for TLS also: every certificate failure, module error 566); NetworkError when the context is gone;
+        ModemError for anything else the module refuses.
         """
         await self._ensure()
         if not self._pdp:
             raise NetworkError("no active PDP context")
         try:
+            if tls:
+                import quectel_ssl
+
+                return await quectel_ssl.open_ssl(self, host, port, timeout_ms or self.timeouts["qiopen"], label)
             return await open_tcp(self, host, port, timeout_ms or self.timeouts["qiopen"], label)
         except ModemError as e:
             if e.code not in PEER_CODES or isinstance(e, NetworkError):
@@ -273,12 +292,15 @@ class Quectel:
             self._pdp = False
             raise NetworkError("%s; the network is not usable" % e, e.code)
 
-    async def _qiclose(self, sid):
-        try:
-            await self.at.cmd("AT+QICLOSE=%d" % sid, self.timeouts["qiclose"])
-        except ATError:
-            pass  # already free
-        self._stale.discard(sid)
+    async def _close_id(self, sid):
+        """Release a stale socket id with its kind's close command (QICLOSE or QSSLCLOSE)."""
+        for stale, cmd in ((self._stale, "AT+QICLOSE=%d"), (self._ssl_stale, "AT+QSSLCLOSE=%d")):
+            if sid in stale:
+                try:
+                    await self.at.cmd(cmd % sid, self.timeouts["qiclose"])
+                except ATError:
+                    pass  # already free
+                stale.discard(sid)
 
     # -- GNSS --------------------------------------------------------------------------
     async def gnss_start(self):

@@ -49,11 +49,16 @@ def check(m, gen):
 
 
 async def setup(m):
-    """Every volatile setting, in order: echo, CMEE, SIM, ids, GNSS config; then registration, APN, PDP."""
+    """Every volatile setting, in order: echo, CMEE, SSL context, SIM, ids, GNSS config; then registration, APN,
+    PDP."""
     t = m.timeouts
     gen = m._gen
     await m.at.cmd("ATE0", t["cmd"])
     await m.at.cmd("AT+CMEE=1", t["cmd"])
+    if m.tls is not None:  # the SSL context is volatile too
+        import quectel_ssl
+
+        await quectel_ssl.configure(m)
     await wait_sim(m)
     m.imei = parse_imei(await m.at.cmd("AT+CGSN", t["cmd"])) or m.imei
     m.iccid = parse_iccid(await m.at.cmd("AT+QCCID", t["cmd"])) or m.iccid

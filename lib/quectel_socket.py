@@ -62,11 +62,20 @@ class Socket:
 
     read() returns data as soon as some is there, b"" once the connection is
     closed (by the peer, the network or a module restart) and drained, and
-    None when nothing arrived within the time limit.
+    None when nothing arrived within the time limit. A TLS socket
+    (lib/quectel_ssl.py) is the same with the module's SSL commands.
     """
+
+    SEND = "AT+QISEND=%d,%d"
+    RECV = "AT+QIRD=%d,%d"
+    RECV_HEADER = "+QIRD:"
+    CLOSE = "AT+QICLOSE=%d"
+    OPEN_URC = "+QIOPEN: %d,"
+    tls = False
 
     def __init__(self, modem, sid):
         self._m = modem
+        self._stale = modem._stale  # ids that need this kind's close command before they are used again
         self.id = sid
         self._rx = b""
         self._pending = False  # the module announced data that QIRD has not drained yet
@@ -88,7 +97,7 @@ class Socket:
         self.peer_closed = True
         if not self._closed:
             self._closed = True
-            self._m._stale.add(self.id)  # the id must be QICLOSEd before reuse
+            self._stale.add(self.id)  # the id must be closed (QICLOSE / QSSLCLOSE) before reuse
         self._ev.set()
 
     def _on_lost(self):
@@ -110,7 +119,7 @@ class Socket:
             fails = 0
             while True:
                 try:
-                    await m.at.cmd("AT+QISEND=%d,%d" % (self.id, len(chunk)), m.timeouts["cmd"], payload=chunk)
+                    await m.at.cmd(self.SEND % (self.id, len(chunk)), m.timeouts["cmd"], payload=chunk)
                     break
                 except ATTimeout:
                     self._drop()  # how much of the chunk went out is unknown: the stream cannot continue
@@ -140,7 +149,8 @@ class Socket:
             if self._pending:
                 self._pending = False  # a recv URC during the QIRD sets it again
                 try:
-                    data = await m.at.read_data("AT+QIRD=%d,%d" % (self.id, _READ_REQ), m.timeouts["cmd"])
+                    data = await m.at.read_data(self.RECV % (self.id, _READ_REQ), m.timeouts["cmd"],
+                                                prefix=self.RECV_HEADER)
                 except ATError:
                     data = b""  # the id is gone: whatever is left went with it
                     self._on_closed()
@@ -176,7 +186,7 @@ class Socket:
     def _drop(self):
         if not self._closed:
             self._closed = True
-            self._m._stale.add(self.id)
+            self._stale.add(self.id)
         self._ev.set()
 
     def close(self):
@@ -188,7 +198,7 @@ class Socket:
     async def aclose(self):
         """Close and release the module's id at once."""
         self.close()
-        await self._m._qiclose(self.id)
+        await self._m._close_id(self.id)
 
 
 async def open_tcp(m, host, port, timeout_ms, label="peer"):
@@ -197,6 +207,12 @@ async def open_tcp(m, host, port, timeout_ms, label="peer"):
     ModemError (with the module's code) when it fails; the wait ends at once when the socket is lost
     meanwhile (context deactivated, module restarted), since a module may then report nothing for it.
     """
+    return await open_id(m, Socket, lambda sid: 'AT+QIOPEN=%d,%d,"TCP","%s",%d,0,0' % (m.ctx, sid, host, port),
+                         host, port, timeout_ms, label)
+
+
+async def open_id(m, cls, command, host, port, timeout_ms, label):
+    """Open a socket of class `cls` (TCP or TLS) on a free id with `command(sid)`; see open_tcp."""
     sid = 0
     while sid in m._sockets:
         sid += 1
@@ -204,17 +220,15 @@ async def open_tcp(m, host, port, timeout_ms, label="peer"):
         raise ModemError("no free socket id")
     err = None
     for _ in range(2):
-        if sid in m._stale:
-            await m._qiclose(sid)
-        s = Socket(m, sid)
-        m._sockets[sid] = s  # before QIOPEN: data may be announced right after the open URC
+        await m._close_id(sid)
+        s = cls(m, sid)
+        m._sockets[sid] = s  # before the open: data may be announced right after the open URC
         m._stats["opens"] += 1
         ok = False
         s.opening = True
         try:
             # OK comes at once; the result URC may take up to timeout_ms
-            lines = await m.at.cmd('AT+QIOPEN=%d,%d,"TCP","%s",%d,0,0' % (m.ctx, sid, host, port),
-                                   min(timeout_ms, m.timeouts["cmd"]), expect="+QIOPEN: %d," % sid,
+            lines = await m.at.cmd(command(sid), min(timeout_ms, m.timeouts["cmd"]), expect=cls.OPEN_URC % sid,
                                    expect_timeout_ms=timeout_ms)
             if not lines[-1]:  # abandoned: the socket was lost while opening
                 m._stats["open_fail"] += 1
@@ -228,7 +242,7 @@ async def open_tcp(m, host, port, timeout_ms, label="peer"):
             s.opening = False
             if not ok:
                 m._sockets.pop(sid, None)
-                m._stale.add(sid)  # a failed open also needs QICLOSE before the id is reused
+                s._stale.add(sid)  # a failed open also needs its close command before the id is reused
         if ok:
             return s
         m._stats["open_fail"] += 1

@@ -45,8 +45,9 @@ def test_firmware_imports_from_the_romfs_image(tmp_path):
     ours = {k: f for k, f in files.items() if not k.startswith("asyncio")}
     assert all(f.startswith("/rom/") for f in ours.values()), files
     # app's imports reach (nearly) every packed module; the self-test and the signed update's modules are loaded
-    # only when used (an installer's REPL call; an update offered or cut short)
-    lazy = ("firmware.selftest", "firmware.update", "firmware.slots", "firmware.staging", "ed25519", "sha512")
+    # only when used (an installer's REPL call; an update offered or cut short), and TLS's only with broker_tls
+    lazy = ("firmware.selftest", "firmware.update", "firmware.slots", "firmware.staging", "ed25519", "sha512",
+            "firmware.tls", "quectel_ssl", "quectel_files")
     assert len(ours) >= count - len(lazy) - 3, sorted(ours)
 
 

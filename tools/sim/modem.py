@@ -3,9 +3,10 @@
 An AT interpreter with the module's timing and quirks: echo on after boot,
 boot URCs, SIM busy for a while, registration, APN and PDP context, TCP
 sockets in buffer access mode bridged to REAL TCP connections on the host
-(so MQTT reaches a real broker), GNSS from a scenario (tools/sim/modem_gnss.py),
-and faults switchable at run time. The newest TCP client is the UART; module
-state survives client reconnects (the module stays powered).
+(so MQTT reaches a real broker), TLS sockets over REAL TLS with the
+certificates uploaded to the module's file system (modem_ssl.py, modem_files.py),
+GNSS from a scenario (tools/sim/modem_gnss.py), and faults switchable at run
+time. The newest TCP client is the UART; module state survives client reconnects (the module stays powered).
 
     python -m tools.sim.modem --port 7002 [--imei 861234567890123] [--lat 40.8425 --lon 111.749 --alt 1065]
         [--noise-m 3] [--cold-start-s 60] [--fake-fix-s 5] [--delay-scale 1] [--fast] [--seed 1]
@@ -13,7 +14,8 @@ state survives client reconnects (the module stays powered).
 
 A restart (RDY) forgets every volatile setting, as the module does: echo comes
 back on, CMEE, the context's APN (QICSGP), the GNSS constellation and NMEA
-source, sockets and the PDP context. With --apn the SIM is a private-APN SIM.
+source, sockets, SSL contexts, RAM: files, the clock set with AT+CCLK and the PDP
+context (flash files stay). With --apn the SIM is a private-APN SIM.
 
 prints `READY port=<P>` when listening. The control port takes JSON lines and
 answers each with one JSON line: `{"fault": "peer_close", "on": true}` (plus
@@ -25,59 +27,37 @@ the fault's parameters), `{"pin": "reset", "on": true}`, `{"get": "stats"}`,
 import argparse
 import asyncio
 import collections
-import datetime
 import random
-import socket
 import sys
 import threading
 import time
 
-from tools.sim.modem_gnss import GnssScenario
-from tools.sim.modem_net import NetMixin
+from tools.sim.modem_basic import BasicMixin
+from tools.sim.modem_faults import FaultsMixin
+from tools.sim.modem_files import FilesMixin
+from tools.sim.modem_gnss import GnssMixin, GnssScenario
+from tools.sim.modem_net import NetMixin, nodelay as _nodelay, split_args  # noqa: F401  (re-exported)
+from tools.sim.modem_ssl import SslMixin
 from tools.sim.peer import SimPeer
 
-FAULTS = ("peer_close", "pdpdeact", "send_fail", "hang", "reboot", "garbage", "urc_mid_response", "antenna",
-          "stack_degraded", "gnss_time")
 ERRTEXT = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted", 13: "SIM failure",
-           14: "SIM busy", 50: "Incorrect parameters", 504: "Session is ongoing", 505: "Session not active",
+           14: "SIM busy", 50: "Incorrect parameters", 504: "Session is ongoing",
+           405: "File not found", 407: "File already exists", 505: "Session not active",
            507: "Invalid NMEA source", 516: "Not fixed now", 572: "Operation not allowed", 563: "Socket identity used"}
 # Module timing in seconds at delay_scale 1 (datasheet-like, shortened where only waiting would be tested).
 DELAYS = {"resp": 0.005, "boot": 3.0, "boot_urc": 0.3, "cpin_busy": 2.0, "reg": 3.0, "qiact": 1.0, "qideact": 0.3,
           "qiopen": 0.2, "cfun": 0.5, "qiclose": 0.05, "gnss_cmd": 0.02}
 
 
-def _nodelay(writer):
-    # Echo, prompt and result go out as separate writes: without this, Nagle and delayed ACKs add ~40 ms.
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def split_args(text):
-    """'1,0,"TCP","a,b",80' -> ['1', '0', 'TCP', 'a,b', '80'] (quotes removed, commas inside quotes kept)."""
-    out, cur, quoted, was_quoted = [], [], False, False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-            was_quoted = True
-        elif ch == "," and not quoted:
-            out.append("".join(cur) if was_quoted else "".join(cur).strip())
-            cur, was_quoted = [], False
-        else:
-            cur.append(ch)
-    if cur or out or was_quoted:
-        out.append("".join(cur) if was_quoted else "".join(cur).strip())
-    return out
-
-
-class ModemSim(SimPeer, NetMixin):
+class ModemSim(SimPeer, FaultsMixin, BasicMixin, GnssMixin, SslMixin, FilesMixin, NetMixin):
     """The simulated module; start() serves it on 127.0.0.1 from a background thread."""
 
     thread_name = "modem simulator"
 
     def __init__(self, imei="861234567890123", iccid="89860012345678901234", position=(40.8425, 111.7490, 1065.0),
                  noise_m=3.0, cold_start_s=2.0, fake_fix_s=1.0, delay_scale=1.0, seed=1, host="127.0.0.1", csq=21,
-                 nmeasrc_required=False, boot_on_connect=True, apn_required="", silent_open_on_deact=False):
+                 nmeasrc_required=False, boot_on_connect=True, apn_required="", silent_open_on_deact=False,
+                 clock_error_s=0.0):
         self.imei = imei
         self.iccid = iccid
         self.host = host
@@ -89,6 +69,7 @@ class ModemSim(SimPeer, NetMixin):
         self.apn_required = apn_required
         # no +QIOPEN result at all for a socket whose context went away while it was opening
         self.silent_open_on_deact = silent_open_on_deact
+        self.clock_error_s = clock_error_s  # the module's clock after a restart, seconds off the true UTC
         self.log = collections.deque(maxlen=5000)  # (seconds since start, command line or "<RDY>")
         self._t0 = time.monotonic()
         self.rng = random.Random(seed)
@@ -96,7 +77,7 @@ class ModemSim(SimPeer, NetMixin):
         self.stats = dict.fromkeys(("at_commands", "tcp_bytes_up", "tcp_bytes_down", "clients", "urcs", "reboots",
                                     "dropped", "send_fail", "garbage_bytes", "qiopen_ok", "qiopen_fail",
                                     "urc_mid_response", "bytes_from_uart", "bytes_to_uart", "qiact_refused",
-                                    "qideact"), 0)
+                                    "qideact", "tls_hs_up", "tls_hs_down"), 0)
         self.seen = {}  # command name -> count
         self.faults = {}
         self.port = None
@@ -108,6 +89,8 @@ class ModemSim(SimPeer, NetMixin):
         self._ever_booted = False
         self._gen = 0
         self._pins = {"reset": False, "pwrkey": False}
+        self._init_files()
+        self._init_ssl()
         self._power_state(False)
 
     # -- module state -----------------------------------------------------------------
@@ -128,10 +111,13 @@ class ModemSim(SimPeer, NetMixin):
         self.nmeasrc = 0
         self._cfun0 = False
         self._inbuf = bytearray()
-        self._data_need = None  # (socket id, byte count) while QISEND data is awaited
+        self._data_need = None  # (byte count, handler) while raw data (QISEND, QSSLSEND, QFUPL) is awaited
         self.faults.pop("hang", None)
         self.faults.pop("stack_degraded", None)
         self.sockets = {}
+        self._files_restart()
+        self._ssl_restart()
+        self._clock_restart()
 
     def _now(self):
         return self._loop.time()
@@ -226,62 +212,6 @@ class ModemSim(SimPeer, NetMixin):
         out += b"\r\n" + final.encode() + b"\r\n"
         self._out(bytes(out))
 
-    # -- faults and pins (loop thread) ---------------------------------------------------------
-    def _apply_fault(self, name, on=True, **params):
-        if name not in FAULTS:
-            raise ValueError("unknown fault %r (have %s)" % (name, ", ".join(FAULTS)))
-        if not on:
-            self.faults.pop(name, None)
-            return
-        if name == "peer_close":
-            for s in list(self.sockets.values()):
-                if params.get("id") in (None, s.id):
-                    self._peer_closed(s)
-        elif name == "pdpdeact":
-            self.pdp = "broken"
-            self._drop_sockets(urc=False)
-            self._urc('+QIURC: "pdpdeact",1')
-        elif name == "send_fail":
-            self.faults[name] = int(params.get("n", 1))
-        elif name == "hang":
-            s = params.get("seconds")
-            self.faults[name] = True if s is None else self._now() + float(s)
-        elif name == "reboot":
-            self._reboot()
-        elif name == "garbage":
-            n = int(params.get("n", 32))
-            junk = bytes(self.rng.choice((self.rng.randint(0x80, 0xFF), self.rng.randint(0, 8))) for _ in range(n))
-            self.stats["garbage_bytes"] += n
-            self._out(junk + b"\r\n")
-        elif name == "urc_mid_response":
-            self.faults[name] = int(params.get("n", 1)) if params.get("n", 1) is not None else True
-        elif name == "antenna":
-            self.faults[name] = True
-        elif name == "gnss_time":  # a receiver with a wrong clock (a bad almanac, a GPS week rollover)
-            self.faults[name] = float(params.get("offset_s", 3 * 3600))
-        elif name == "stack_degraded":
-            self.faults[name] = True
-            self._cfun0 = False
-            if params.get("drop", True):
-                for s in list(self.sockets.values()):
-                    self._peer_closed(s)
-
-    def _apply_pin(self, name, on):
-        if name not in self._pins:
-            raise ValueError("unknown pin %r" % name)
-        was = self._pins[name]
-        self._pins[name] = bool(on)
-        if name == "reset":
-            if on and not was:
-                self._power_down(urc=False)  # held in reset: silent
-            elif was and not on:
-                self._reboot()
-        elif was and not on:  # a PWRKEY pulse toggles power
-            if self.powered:
-                self._power_down()
-            else:
-                self._reboot()
-
     # -- public, thread-safe ------------------------------------------------------------------
     def _call(self, fn, *args, **kw):
         if self._loop is None or threading.current_thread() is self._thread:
@@ -342,13 +272,13 @@ class ModemSim(SimPeer, NetMixin):
         buf = self._inbuf
         while buf:
             if self._data_need is not None:
-                sid, n = self._data_need
+                n, handler = self._data_need
                 if len(buf) < n:
                     return
                 payload = bytes(buf[:n])
                 del buf[:n]
                 self._data_need = None
-                self._send_done(sid, payload)
+                handler(payload)
                 continue
             i = min((k for k in (buf.find(b"\r"), buf.find(b"\n")) if k >= 0), default=-1)
             if i < 0:
@@ -412,165 +342,6 @@ class ModemSim(SimPeer, NetMixin):
             return
         await handler(kind, args)
 
-    # -- general commands -------------------------------------------------------------------------
-    async def _at_cmee(self, kind, args):
-        if kind == "query":
-            self._respond(["+CMEE: %d" % self.cmee])
-        else:
-            self.cmee = int(args[0]) if args else 0
-            self._respond()
-
-    async def _at_qurccfg(self, kind, args):
-        self._respond()
-
-    async def _at_cpin(self, kind, args):
-        since = self._now() - self.boot_t - self._d("boot")
-        busy = self._d("cpin_busy")
-        if since < busy:
-            self._respond(final=self._err(10 if since < busy / 3 else 14))
-        else:
-            self._respond(["+CPIN: READY"])
-
-    async def _at_csq(self, kind, args):
-        self._respond(["+CSQ: %d,99" % (self.csq if self.cfun == 1 else 99)])
-
-    def _reg_stat(self):
-        if self.cfun != 1:
-            return 0
-        return 1 if self._now() >= self.reg_t else 2
-
-    async def _at_cereg(self, kind, args):
-        self._respond(["+CEREG: 0,%d" % self._reg_stat()] if kind == "query" else [])
-
-    async def _at_cgreg(self, kind, args):
-        self._respond(["+CGREG: 0,%d" % self._reg_stat()] if kind == "query" else [])
-
-    async def _at_creg(self, kind, args):
-        self._respond(["+CREG: 0,%d" % self._reg_stat()] if kind == "query" else [])
-
-    async def _at_cgsn(self, kind, args):
-        self._respond([self.imei])
-
-    _at_gsn = _at_cgsn
-
-    async def _at_qccid(self, kind, args):
-        self._respond(["+QCCID: %s" % self.iccid])
-
-    async def _at_cimi(self, kind, args):
-        self._respond(["460001234567890"])
-
-    async def _at_cfun(self, kind, args):
-        if kind == "query":
-            self._respond(["+CFUN: %d" % self.cfun])
-            return
-        fun = int(args[0]) if args else 1
-        if fun == 1 and len(args) > 1 and args[1] == "1":
-            self._respond()
-            await self._sleep(self._d("cfun"))
-            self._reboot()
-            return
-        await self._sleep(self._d("cfun"))
-        if fun == 0 or fun == 4:
-            self._drop_sockets(urc=False)
-            self.pdp = "inactive"
-            self.cfun = fun
-            self._cfun0 = True
-            self._respond()
-        elif fun == 1:
-            was = self.cfun
-            self.cfun = 1
-            if was != 1:
-                self.reg_t = self._now() + self._d("reg") / 3
-                if self._cfun0:
-                    self.faults.pop("stack_degraded", None)  # a radio restart revives the IP stack
-            self._respond()
-            if was != 1:
-                self._urc("+CPIN: READY")
-        else:
-            self._respond(final=self._err(50))
-
-    async def _at_qlts(self, kind, args):
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self._respond(['+QLTS: "%s+32,0"' % now.strftime("%Y/%m/%d,%H:%M:%S")])
-
-    async def _at_cclk(self, kind, args):
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self._respond(['+CCLK: "%s+32"' % now.strftime("%y/%m/%d,%H:%M:%S")])
-
-    async def _at_qpowd(self, kind, args):
-        self._respond()
-        await self._sleep(self._d("cfun"))
-        self._power_down()
-
-    # -- GNSS -------------------------------------------------------------------------------------
-    async def _at_qgpscfg(self, kind, args):
-        if not args:
-            self._respond(final=self._err(50))
-        elif args[0] == "gnssconfig":
-            if len(args) == 1:
-                self._respond(['+QGPSCFG: "gnssconfig",%d' % self.gnssconfig])
-            else:
-                self.gnssconfig = int(args[1])
-                self._respond()
-        elif args[0] == "nmeasrc":
-            if len(args) == 1:
-                self._respond(['+QGPSCFG: "nmeasrc",%d' % self.nmeasrc])
-            else:
-                self.nmeasrc = int(args[1])
-                self._respond()
-        else:
-            self._respond()
-
-    async def _at_qgps(self, kind, args):
-        if kind == "query":
-            self._respond(["+QGPS: %d" % self.gnss_on])
-        elif self.gnss_on:
-            self._respond(final=self._err(504))
-        else:
-            await self._sleep(self._d("gnss_cmd"))
-            self.gnss_on = True
-            self.gnss_t = self._now()
-            self._respond()
-
-    async def _at_qgpsend(self, kind, args):
-        if not self.gnss_on:
-            self._respond(final=self._err(505))
-        else:
-            self.gnss_on = False
-            self._respond()
-
-    def _gnss_now(self):
-        """UTC as the GNSS receiver reports it (off by the gnss_time fault's offset while it is on)."""
-        offset = datetime.timedelta(seconds=self.faults.get("gnss_time", 0))
-        return datetime.datetime.now(datetime.timezone.utc) + offset
-
-    def _gnss_t(self):
-        return self._now() - self.gnss_t
-
-    async def _at_qgpsgnmea(self, kind, args):
-        if not self.gnss_on:
-            self._respond(final=self._err(505))
-        elif self.nmeasrc_required and not self.nmeasrc:
-            self._respond(final=self._err(507))
-        else:
-            now = self._gnss_now()
-            lines = self.gnss.nmea(args[0] if args else "", self._gnss_t(), now, "antenna" in self.faults)
-            if not lines:
-                self._respond(final=self._err(50))
-            else:
-                self._respond(["+QGPSGNMEA: " + s for s in lines])
-
-    async def _at_qgpsloc(self, kind, args):
-        if not self.gnss_on:
-            self._respond(final=self._err(505))
-            return
-        now = self._gnss_now()
-        line = self.gnss.qgpsloc(self._gnss_t(), now, int(args[0]) if args else 0, "antenna" in self.faults)
-        if line is None:
-            self._respond(final=self._err(516))
-        else:
-            self._respond([line])
-
     # -- control port -----------------------------------------------------------------------------
     def command(self, req):
         """One control request (a dict) -> its answer (a dict); runs in the loop thread."""
@@ -614,6 +385,8 @@ def main(argv=None):
     ap.add_argument("--silent-open-on-deact", action="store_true",
                     help="send no +QIOPEN result for a socket whose context was deactivated while it was opening "
                          "(otherwise +QIOPEN: <id>,570)")
+    ap.add_argument("--clock-error-s", type=float, default=0.0,
+                    help="seconds the module's clock (AT+CCLK) is off the true UTC after each restart")
     ap.add_argument("--seed", type=int, default=1, help="seed of the GNSS noise and other random choices")
     ap.add_argument("--control-port", type=int, default=None,
                     help="TCP port of the JSON-lines control port (faults, pins, stats); none when omitted")
@@ -622,7 +395,7 @@ def main(argv=None):
                    cold_start_s=args.cold_start_s, fake_fix_s=args.fake_fix_s,
                    delay_scale=0.0 if args.fast else args.delay_scale, seed=args.seed,
                    nmeasrc_required=args.nmeasrc_required, apn_required=args.apn,
-                   silent_open_on_deact=args.silent_open_on_deact)
+                   silent_open_on_deact=args.silent_open_on_deact, clock_error_s=args.clock_error_s)
     return sim.serve(args.port, args.control_port)
 
 

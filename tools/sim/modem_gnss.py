@@ -9,6 +9,7 @@ and GGA of one second describe the same fix; the talker alternates GN / GB per
 query. The NMEA here is written independently of lib/nmea.py on purpose.
 """
 
+import datetime
 import math
 import random
 
@@ -150,3 +151,75 @@ class GnssScenario:
         return "+QGPSLOC: %s.000,%s,%.1f,%.1f,%d,0.00,0.0,0.0,%s,%02d" % (
             u.strftime("%H%M%S"), pos, f["hdop"], f["alt"], 3 if f["nsat"] >= 4 else 2, u.strftime("%d%m%y"),
             f["nsat"])
+
+
+class GnssMixin:
+    """QGPSCFG, QGPS, QGPSEND, QGPSGNMEA, QGPSLOC for ModemSim (the scenario is `self.gnss`)."""
+
+    async def _at_qgpscfg(self, kind, args):
+        if not args:
+            self._respond(final=self._err(50))
+        elif args[0] == "gnssconfig":
+            if len(args) == 1:
+                self._respond(['+QGPSCFG: "gnssconfig",%d' % self.gnssconfig])
+            else:
+                self.gnssconfig = int(args[1])
+                self._respond()
+        elif args[0] == "nmeasrc":
+            if len(args) == 1:
+                self._respond(['+QGPSCFG: "nmeasrc",%d' % self.nmeasrc])
+            else:
+                self.nmeasrc = int(args[1])
+                self._respond()
+        else:
+            self._respond()
+
+    async def _at_qgps(self, kind, args):
+        if kind == "query":
+            self._respond(["+QGPS: %d" % self.gnss_on])
+        elif self.gnss_on:
+            self._respond(final=self._err(504))
+        else:
+            await self._sleep(self._d("gnss_cmd"))
+            self.gnss_on = True
+            self.gnss_t = self._now()
+            self._respond()
+
+    async def _at_qgpsend(self, kind, args):
+        if not self.gnss_on:
+            self._respond(final=self._err(505))
+        else:
+            self.gnss_on = False
+            self._respond()
+
+    def _gnss_now(self):
+        """UTC as the GNSS receiver reports it (off by the gnss_time fault's offset while it is on)."""
+        offset = datetime.timedelta(seconds=self.faults.get("gnss_time", 0))
+        return datetime.datetime.now(datetime.timezone.utc) + offset
+
+    def _gnss_t(self):
+        return self._now() - self.gnss_t
+
+    async def _at_qgpsgnmea(self, kind, args):
+        if not self.gnss_on:
+            self._respond(final=self._err(505))
+        elif self.nmeasrc_required and not self.nmeasrc:
+            self._respond(final=self._err(507))
+        else:
+            now = self._gnss_now()
+            lines = self.gnss.nmea(args[0] if args else "", self._gnss_t(), now, "antenna" in self.faults)
+            if not lines:
+                self._respond(final=self._err(50))
+            else:
+                self._respond(["+QGPSGNMEA: " + s for s in lines])
+
+    async def _at_qgpsloc(self, kind, args):
+        if not self.gnss_on:
+            self._respond(final=self._err(505))
+            return
+        now = self._gnss_now()
+        line = self.gnss.qgpsloc(self._gnss_t(), now, int(args[0]) if args else 0, "antenna" in self.faults)
+        if line is None:
+            self._respond(final=self._err(516))
+        else:
+            self._respond([line])

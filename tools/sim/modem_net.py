@@ -15,7 +15,36 @@ MAX_READ = 1500
 CONNECT_TIMEOUT_S = 5.0
 
 
+def nodelay(writer):
+    # Echo, prompt and result go out as separate writes: without this, Nagle and delayed ACKs add ~40 ms.
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def split_args(text):
+    """'1,0,"TCP","a,b",80' -> ['1', '0', 'TCP', 'a,b', '80'] (quotes removed, commas inside quotes kept)."""
+    out, cur, quoted, was_quoted = [], [], False, False
+    for ch in text:
+        if ch == '"':
+            quoted = not quoted
+            was_quoted = True
+        elif ch == "," and not quoted:
+            out.append("".join(cur) if was_quoted else "".join(cur).strip())
+            cur, was_quoted = [], False
+        else:
+            cur.append(ch)
+    if cur or out or was_quoted:
+        out.append("".join(cur) if was_quoted else "".join(cur).strip())
+    return out
+
+
 class SimSocket:
+    """One TCP socket of the module; SimSslSocket (modem_ssl.py) puts TLS on it."""
+
+    OPEN_URC = "+QIOPEN"
+    URC = "+QIURC"
+
     def __init__(self, sid, host, port):
         self.id = sid
         self.host = host
@@ -31,6 +60,31 @@ class SimSocket:
         self.total_rx = 0
         self.total_read = 0
         self.total_tx = 0
+
+    async def open(self, sim):
+        """Connect to the real peer; 0 or the module's error code (565 DNS, 566 refused or unreachable)."""
+        try:
+            await asyncio.get_running_loop().getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return 565
+        try:
+            self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                              CONNECT_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError):
+            return 566
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return 0
+
+    def wire_in(self, data):
+        """Bytes from the peer -> the payload they carry (raises EOFError when the peer ended the stream)."""
+        return data
+
+    def wire_out(self, payload):
+        """Send a payload to the peer; returns the bytes that went on the wire."""
+        self.writer.write(payload)
+        return len(payload)
 
     def close_conn(self):
         if self.writer is not None:
@@ -49,7 +103,7 @@ class NetMixin:
     def _drop_sockets(self, urc):
         for s in list(self.sockets.values()):
             if urc and s.state == "connected":
-                self._urc('+QIURC: "closed",%d' % s.id)
+                self._urc('%s: "closed",%d' % (s.URC, s.id))
             s.dead = True
             s.deact = True
             s.state = "closed"
@@ -63,7 +117,7 @@ class NetMixin:
         s.state = "closed"
         s.close_conn()
         if not s.dead:
-            self._urc('+QIURC: "closed",%d' % s.id)
+            self._urc('%s: "closed",%d' % (s.URC, s.id))
 
     async def _pump(self, s):
         try:
@@ -71,18 +125,26 @@ class NetMixin:
                 data = await s.reader.read(4096)
                 if not data:
                     break
+                self.stats["tcp_bytes_down"] += len(data)
+                data = s.wire_in(data)
+                if not data:
+                    continue
                 s.rx += data
                 s.total_rx += len(data)
-                self.stats["tcp_bytes_down"] += len(data)
                 if not s.announced:
                     s.announced = True
-                    self._urc('+QIURC: "recv",%d' % s.id)
-        except (ConnectionError, OSError):
+                    self._urc('%s: "recv",%d' % (s.URC, s.id))
+        except (ConnectionError, OSError, EOFError):
             pass
         except asyncio.CancelledError:
             return
         s.pump = None
         self._peer_closed(s)
+
+    def _tcp_sock(self, args):
+        # TCP and SSL sockets share the ids; QISEND/QIRD do not reach an SSL one (that takes QSSLSEND/QSSLRECV)
+        s = self.sockets.get(int(args[0])) if args else None
+        return s if s is not None and s.URC == SimSocket.URC else None
 
     async def _at_qicsgp(self, kind, args):
         if kind == "query" or len(args) == 1:
@@ -154,32 +216,27 @@ class NetMixin:
         elif "stack_degraded" in self.faults:
             err = 554  # the module's own IP stack cannot create the socket (nothing reached the peer)
         else:
-            try:
-                s.reader, s.writer = await asyncio.wait_for(asyncio.open_connection(s.host, s.port),
-                                                            CONNECT_TIMEOUT_S)
-                sock = s.writer.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except (OSError, asyncio.TimeoutError):
-                err = 566
+            err = await s.open(self)
         if gen == self._gen and s.deact and not self.silent_open_on_deact:
             s.state = "closed"
+            s.close_conn()
             self.last_error = 570
             self.stats["qiopen_fail"] += 1
-            self._urc("+QIOPEN: %d,570" % s.id)  # the context went away while it was opening
+            self._urc("%s: %d,570" % (s.OPEN_URC, s.id))  # the context went away while it was opening
             return
         if gen != self._gen or self.sockets.get(s.id) is not s or s.dead:
             s.close_conn()  # restarted, closed, or (silent_open_on_deact) deactivated meanwhile: no result
             return
         if err:
             s.state = "closed"
+            s.close_conn()
             self.last_error = err
             self.stats["qiopen_fail"] += 1
-            self._urc("+QIOPEN: %d,%d" % (s.id, err))
+            self._urc("%s: %d,%d" % (s.OPEN_URC, s.id, err))
             return
         s.state = "connected"
         self.stats["qiopen_ok"] += 1
-        self._urc("+QIOPEN: %d,0" % s.id)
+        self._urc("%s: %d,0" % (s.OPEN_URC, s.id))
         s.pump = asyncio.ensure_future(self._pump(s))
 
     async def _at_qiclose(self, kind, args):
@@ -194,7 +251,7 @@ class NetMixin:
         if not args:
             self._respond(final="ERROR")
             return
-        s = self.sockets.get(int(args[0]))
+        s = self._tcp_sock(args)
         if len(args) > 1 and int(args[1]) == 0:
             if s is None:
                 self._respond(final="ERROR")
@@ -205,7 +262,7 @@ class NetMixin:
         if s is None or s.state != "connected" or not 0 < n <= MAX_SEND:
             self._respond(final="ERROR")
             return
-        self._data_need = (s.id, n)
+        self._data_need = (n, lambda payload: self._send_done(s.id, payload))
         self._out(b"\r\n> ")
 
     def _send_done(self, sid, payload):
@@ -222,13 +279,12 @@ class NetMixin:
                 self.faults["send_fail"] = left - 1
             self._respond(final="SEND FAIL")
             return
-        s.writer.write(payload)
+        self.stats["tcp_bytes_up"] += s.wire_out(payload)
         s.total_tx += len(payload)
-        self.stats["tcp_bytes_up"] += len(payload)
         self._respond(final="SEND OK")
 
     async def _at_qird(self, kind, args):
-        s = self.sockets.get(int(args[0])) if args else None
+        s = self._tcp_sock(args)
         if s is None:
             self._respond(final="ERROR")
             return
