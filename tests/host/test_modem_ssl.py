@@ -230,11 +230,13 @@ def test_mutual_tls_and_sni(sim, pki):
         upload(u, "client.key", key.read_bytes())
         cfg(u, 1, seclevel=2, clientcert="client.pem", clientkey="client.key")
         assert ssl_open(u, "localhost", srv.port) == 0
+        assert srv.wait_handshakes(1)  # the module reports the open when its side is done, maybe before the server's
         assert srv.peers[-1] == TID
         assert srv.sni[-1] is None  # sni 0 (default): no server name sent
         u.cmd("AT+QSSLCLOSE=1")
         cfg(u, 1, sni=1)
         assert ssl_open(u, "localhost", srv.port) == 0
+        assert srv.wait_handshakes(2)
         assert srv.sni[-1] == "localhost"
     finally:
         srv.stop()

@@ -60,6 +60,7 @@ def test_files_uploaded_once_tls_echo_restart_and_peer_close(pki, mutual):
     assert closed["closed"] and closed["peer"] and ev(events, "released")["stale"] == []
     oks = [t for t in sim.tls_log if t["err"] == 0]
     assert len(oks) == 2 and all(t["version"] == "TLSv1.2" for t in oks)
+    assert srv.wait_handshakes(2)
     assert srv.sni == [None, None]  # an IP address is never sent as a server name
     if mutual:
         assert srv.peers == [TID, TID]

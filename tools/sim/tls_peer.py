@@ -4,6 +4,7 @@
     srv.sni        # server names the clients sent (None when none was sent)
     srv.failures   # handshake errors seen on the server's side
     srv.peers      # subject CNs of verified client certificates
+    srv.wait_handshakes(n)   # until the server has finished n handshakes (the client may finish first)
     srv.close_all(); srv.stop()
 
 Bounded everywhere: accept and receive time out every 0.2 s so stop() ends it.
@@ -26,6 +27,8 @@ class TlsEcho:
         self.sni = []
         self.failures = []
         self.peers = []
+        self.handshakes = 0
+        self._done = threading.Condition()
         ctx.sni_callback = lambda sslobj, name, c: self.sni.append(name)
         self.ctx = ctx
         self.srv = socket.socket()
@@ -63,6 +66,9 @@ class TlsEcho:
         if peer:
             self.peers.append(dict(x[0] for x in peer["subject"]).get("commonName"))
         self.conns.append(c)
+        with self._done:
+            self.handshakes += 1
+            self._done.notify_all()
         c.settimeout(0.2)
         while not self._stop.is_set():
             try:
@@ -77,6 +83,11 @@ class TlsEcho:
                 c.sendall(d)
             except (ssl.SSLError, OSError):
                 return
+
+    def wait_handshakes(self, n, timeout=5.0):
+        """True once the server side has completed `n` handshakes in all (bounded by `timeout` seconds)."""
+        with self._done:
+            return self._done.wait_for(lambda: self.handshakes >= n, timeout)
 
     def close_all(self):
         """Close every accepted connection (the peer closes: the module reports it)."""
