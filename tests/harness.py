@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,3 +34,13 @@ def run_micropython(script, *args, timeout=60.0, heapsize=None, cwd=ROOT):
         out, _ = p.communicate(timeout=10)
         raise TimeoutError("%s did not finish in %.0f s; output:\n%s" % (script, timeout, out.decode(errors="replace")))
     return p.returncode, out.decode(errors="replace")
+
+
+def wait_for(cond, timeout=10.0, what="condition"):
+    """Poll `cond` every 50 ms until it is true; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("%s not reached within %.1f s" % (what, timeout))

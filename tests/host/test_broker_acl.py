@@ -9,6 +9,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from harness import wait_for
 
 from tools.headend import synth
 from tools.headend.mqttconn import Broker
@@ -19,15 +20,6 @@ from tools.procs import LOOPBACK, Mosquitto
 A, B = "860000000000011", "860000000000012"
 PASSWORDS = {"headend": "he-Secret-7b1c", A: "pw-A-Secret-41d9", B: "pw-B-Secret-8e02"}
 LIMIT = 8192
-
-
-def wait_for(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("%s not reached within %.1f s" % (what, timeout))
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from harness import ROOT, Mosquitto, Proc
+from harness import ROOT, Mosquitto, Proc, wait_for
 from tools.headend import Store, cli, synth
 from tools.headend.pgstore import open_store
 from tools.headend.service import Headend
@@ -25,15 +25,6 @@ def broker():
     m = Mosquitto()
     yield m
     m.stop()
-
-
-def wait_for(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("%s not reached within %.1f s" % (what, timeout))
 
 
 class Publisher:

@@ -11,6 +11,7 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
+from harness import wait_for
 
 from tools.headend import Store, cli, synth
 from tools.pki import make_pki
@@ -32,15 +33,6 @@ def env(tmp_path_factory):
     pw.chmod(0o600)
     yield pki, m, pw
     m.stop()
-
-
-def wait_for(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("%s not reached within %.1f s" % (what, timeout))
 
 
 def options(pki, pw, port, user="headend"):

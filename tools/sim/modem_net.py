@@ -292,15 +292,19 @@ class NetMixin:
         if n == 0:
             self._respond(["+QIRD: %d,%d,%d" % (s.total_rx, s.total_read, len(s.rx))])
             return
+        self._read_out(s, n, "+QIRD")
+
+    def _read_out(self, s, n, tag):
+        """Answer a buffer-mode read (QIRD, QSSLRECV): up to `n` received bytes, or `<tag>: 0` when drained."""
         n = min(n, MAX_READ)
         data = bytes(s.rx[:n])
         del s.rx[:n]
         s.total_read += len(data)
         if not data:
             s.announced = False  # drained: the next data is announced again
-            self._respond(["+QIRD: 0"])
+            self._respond(["%s: 0" % tag])
             return
-        self._respond(["+QIRD: %d" % len(data)], raw=data)
+        self._respond(["%s: %d" % (tag, len(data))], raw=data)
 
     async def _at_qistate(self, kind, args):
         if kind == "set" and len(args) >= 2 and args[0] == "1":

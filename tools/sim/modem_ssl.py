@@ -302,15 +302,7 @@ class SslMixin:
         if s is None:
             self._respond(final="ERROR")
             return
-        n = min(int(args[1]) if len(args) > 1 else MAX_READ, MAX_READ)
-        data = bytes(s.rx[:n])
-        del s.rx[:n]
-        s.total_read += len(data)
-        if not data:
-            s.announced = False  # drained: the next data is announced again
-            self._respond(["+QSSLRECV: 0"])
-            return
-        self._respond(["+QSSLRECV: %d" % len(data)], raw=data)
+        self._read_out(s, int(args[1]) if len(args) > 1 else MAX_READ, "+QSSLRECV")
 
     async def _at_qsslclose(self, kind, args):
         s = self._ssl_sock(args)
