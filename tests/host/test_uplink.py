@@ -42,8 +42,8 @@ class _Modem:
         self.opened = []
         self.causes = []
 
-    async def open_socket(self, host, port, label="peer"):
-        self.opened.append((host, port, label))
+    async def open_socket(self, host, port, label="peer", tls=False):
+        self.opened.append((host, port, label) + (("tls",) if tls else ()))
         return _Sock()
 
     def failure_class(self, e):
@@ -68,7 +68,7 @@ class _T:
 
     def __init__(self):
         self.cfg = {"topic_prefix": "bdmeter", "broker_host": "10.1.2.3", "broker_port": 8883, "broker_user": "",
-                    "broker_pass": "", "keepalive_s": 60}
+                    "broker_pass": "", "keepalive_s": 60, "broker_tls": False}
         self.tid = "861234567890123"
         self.modem = _Modem()
         self.modem_errors = (quectel_socket.ModemError, OSError)
@@ -83,13 +83,16 @@ def test_an_answer_sent_while_the_connect_is_still_running_goes_out(monkeypatch)
     t = _T()
     up = uplink_mod.Uplink(t)
     answered = []
+    sessions = []
 
     class FakeSession:
         def __init__(self, stream, *a, **kw):
             self.connected = False
             self.sent = []
+            sessions.append(self)
 
-        async def connect(self, will=None):
+        async def connect(self, will=None, clean=True):
+            self.clean = clean
             self.connected = True  # CONNACK came
 
         async def subscribe(self, topic, qos):
@@ -108,6 +111,7 @@ def test_an_answer_sent_while_the_connect_is_still_running_goes_out(monkeypatch)
     assert answered == [True]
     assert "bdmeter/861234567890123/resp" in s.sent
     assert t.modem.opened == [("10.1.2.3", 8883, "broker")]
+    assert sessions[0].clean is False  # a persistent session: the broker queues commands while the terminal is away
 
 
 def test_failures_are_classified_for_the_modem():

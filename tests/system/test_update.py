@@ -27,7 +27,7 @@ class Uplink:
     def __init__(self, t):
         self.t = t
         self.session = None
-        self.connects = self.reconnects = self.published = 0
+        self.connects = self.reconnects = self.published = self.tls_fail = 0
         self.connected = False
         self.wake = asyncio.Event()
 
