@@ -7,9 +7,10 @@ stores everything in SQLite. The run is bounded (--seconds); Ctrl-C ends it earl
 The broker is secured as in the field (docs/SECURITY.md): a throw-away CA in OUT/run/pki, an account per
 terminal (username = its id, a random password in its config) confined to its own topics, the head-end's own
 account over TLS on the head-end's listener, anonymous access refused and a message size limit. The terminals
-stay on plain TCP with their accounts (TLS through the modem is configured by the `broker_tls` keys).
+speak TLS through their simulated modules (`broker_tls`, the broker verified against the CA put on each terminal's
+flash, OUT/run/tN/state/ca.pem); --no-tls keeps them on plain TCP with their accounts (a private APN).
 
-    python -m tools.demo [--terminals 5] [--seconds 60] [--out build/demo] [--serve [--port 8080]]
+    python -m tools.demo [--terminals 5] [--seconds 60] [--out build/demo] [--serve [--port 8080]] [--no-tls]
 
 Two more terminals each read a transformer area's supply meter and three customer meters (tools/demo_areas.py);
 the run ends with their line-loss rates. It prints how to open the dashboard on the run's database, and with
@@ -74,6 +75,7 @@ class Terminal:
         self.key = os.urandom(32).hex()
         self.broker_pass = os.urandom(16).hex()  # its broker account: username = its id
         self.broker_port = broker_port
+        self.ca = None  # the CA file to put on its flash: TLS to the broker, verified
         self.dir = run_dir / ("t%d" % (i + 1))
         self.log_dir = log_dir
         self.procs = []
@@ -112,6 +114,9 @@ class Terminal:
                # or the terminal's plausibility check rightly keeps every reading out as a meter_anomaly
                "meter_max_kw": 60 * SPEEDUP, "state_dir": str(self.dir / "state")}
         (self.dir / "state").mkdir(exist_ok=True)
+        if self.ca:
+            shutil.copy(self.ca, self.dir / "state" / "ca.pem")
+            cfg.update(broker_tls=True, tls_ca=str((self.dir / "state" / "ca.pem").resolve()), tls_verify=True)
         cfg_path = self.dir / "config.json"
         cfg_path.write_text(json.dumps(cfg, indent=1))
         self.firmware = Proc([sys.executable, "-m", "tools.mpunix", "build/mpy/main.py", cfg_path],
@@ -282,6 +287,7 @@ def main(argv=None):
     ap.add_argument("--query-timeout", type=float, default=20)
     ap.add_argument("--no-areas", dest="areas", action="store_false",
                     help="leave out the two transformer-area terminals and the line-loss report")
+    ap.add_argument("--no-tls", action="store_true", help="the terminals on plain TCP (the head-end stays on TLS)")
     ap.add_argument("--serve", action="store_true", help="at the end, serve the dashboard until Ctrl-C")
     ap.add_argument("--port", type=int, default=8080, help="the dashboard's port with --serve (default 8080)")
     a = ap.parse_args(argv)
@@ -313,12 +319,13 @@ def main(argv=None):
         broker = Mosquitto(log_dir=out / "logs", pki=pki, accounts=accounts, prefix=PREFIX,
                            max_packet_size=MAX_PACKET)
         for t in fleet:
-            t.broker_port = broker.port
+            t.broker_port, t.ca = (broker.port, None) if a.no_tls else (broker.tls_port, pki.ca)
         service = Broker("127.0.0.1:%d" % broker.service_port, "headend", accounts["headend"], pki.ca)
         head = Headend(service, str(db), prefix=PREFIX, heartbeat_s=5, check_s=0.5).start()
-        print("bdmeter demo: %d terminal(s) around Hohhot for %g s; mosquitto on 127.0.0.1:%d (terminals, each "
-              "with its account), head-end over TLS on %d; database %s"
-              % (a.terminals, a.seconds, broker.port, broker.service_port, db))
+        print("bdmeter demo: %d terminal(s) around Hohhot for %g s; mosquitto on 127.0.0.1:%d (terminals %s, "
+              "each with its account), head-end over TLS on %d; database %s"
+              % (a.terminals, a.seconds, fleet[0].broker_port, "on plain TCP" if a.no_tls else
+                 "over TLS through their modules", broker.service_port, db))
         if a.areas:
             (out / "assets.csv").write_text(demo_areas.register_csv())
             assets.import_csv(head.store, demo_areas.register_csv(), who="demo", where=str(out / "assets.csv"))

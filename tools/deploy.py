@@ -9,9 +9,10 @@ enough, the image of build/mpy (tools/romfs.py) goes there and its .mpy files ru
 otherwise the .mpy files are copied to the filesystem, whose code then loads into RAM, and deploy says so.
 Either way main.py and the old firmware/ and lib/ trees are removed from the filesystem first (a stale
 module there would shadow the image, or outlive its source; without main.py a watchdog reset during the
-deploy leaves the board idle), the config is copied (as config.json), boot.py and main.py last, and the
-board is reset. The state directory is never touched. --dry-run prints the mpremote
-commands instead of running them, and asks nothing of the board.
+deploy leaves the board idle), the certificate files of a TLS config (`broker_tls`: tls_ca, and tls_cert and
+tls_key when set; taken from next to the config, tools/checkconfig.tls_files) go where the config names them, the
+config is copied (as config.json), boot.py and main.py last, and the board is reset. The state directory is
+never touched. --dry-run prints the mpremote commands instead of running them, and asks nothing of the board.
 """
 
 import argparse
@@ -112,6 +113,19 @@ def check_config(path):
         raise Refused("%s has problems (above): nothing was written to the board" % path)
 
 
+def cert_copies(path):
+    """[(host file, board file)] of the certificate files a TLS config needs on the board (none without
+    broker_tls); the config has passed tools.checkconfig, which checked each file is readable PEM."""
+    import json
+
+    from firmware import config as fwconfig
+    from tools import checkconfig
+
+    with open(path, "rb") as f:
+        cfg, _ = fwconfig.resolve(json.loads(f.read().decode("utf-8")))
+    return [(host, name) for _, name, host in checkconfig.tls_files(str(path), cfg)]
+
+
 def parse_probe(text):
     """The board's answer to PROBE: (version tuple, platform, ROMFS partitions, partition 0 bytes, frozen)."""
     for line in text.splitlines():
@@ -144,14 +158,17 @@ def choose_route(probe, image_size):
                    "(docs/DEPLOY.md: a ROMFS-enabled or frozen firmware keeps it in flash)" % (shown, why))
 
 
-def plan(route, port, config, image):
-    """The mpremote commands (argv lists) that put the terminal on the board by `route`."""
+def plan(route, port, config, image, certs=()):
+    """The mpremote commands (argv lists) that put the terminal on the board by `route`; `certs` are the
+    (host file, board file) pairs of cert_copies, copied before the config that names them."""
     mp = [mpremote(), "connect", port]
     steps = [mp + ["exec", CLEAN]]
     if route == "romfs":
         steps.append(mp + ["romfs", "-p", "0", "deploy", str(image)])
     if route == "mpy":  # (frozen: the code is in the firmware image already)
         steps.append(mp + ["fs", "cp", "-r", str(MPY / "lib"), str(MPY / "firmware"), ":"])
+    for host, name in certs:
+        steps.append(mp + ["fs", "cp", str(host), ":" + name])
     steps.append(mp + ["fs", "cp", str(config), ":config.json"])
     steps.append(mp + ["fs", "cp", str(MPY / "boot.py"), str(MPY / "main.py"), ":"])  # last: the terminal is whole
     steps.append(mp + ["reset"])
@@ -180,6 +197,9 @@ def deploy(port, config, route="auto", dry_run=False, image=romfs.OUT):
     if not dry_run:
         check_board(port)
     check_config(config)
+    certs = cert_copies(config)
+    for _, name in certs:
+        print("deploy: TLS file %s goes to the board with the config" % name)
     size, count = romfs.build(MPY, image)
     print("deploy: ROMFS image %d bytes (%d .mpy files) in %s" % (size, count, romfs.shown_path(image)))
     if dry_run:
@@ -191,13 +211,13 @@ def deploy(port, config, route="auto", dry_run=False, image=romfs.OUT):
                      "romfs": "with a ROMFS partition of at least %d bytes" % size,
                      "mpy": "without either (the .mpy fallback)"}[r]
             print("deploy: %s route, %s:" % (r, label))
-            for argv in plan(r, port, config, image):
+            for argv in plan(r, port, config, image, certs):
                 print(shown(argv))
         return
     if route == "auto":
         route, why = choose_route(probe_board(port), size)
         print("deploy: " + why, flush=True)
-    run_steps(plan(route, port, config, image))
+    run_steps(plan(route, port, config, image, certs))
     print("deploy: done (%s); watch it start: %s connect %s repl" % (route, mpremote(), port))
 
 

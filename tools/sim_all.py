@@ -4,8 +4,8 @@ One command, one interleaved log (each line prefixed with its component's
 name), one Ctrl-C stops everything in order (the firmware first) and nothing
 is left running. Ports, all on 127.0.0.1:
 
-    1883  mosquitto (MQTT, the terminal's plain TCP)         --mqtt-port
-    8883  mosquitto over TLS (terminals with broker_tls)     --mqtt-tls-port
+    1883  mosquitto (MQTT, plain TCP: --no-tls, --plain-broker) --mqtt-port
+    8883  mosquitto over TLS, the terminal's listener          --mqtt-tls-port
     8884  mosquitto, the head-end's listener (TLS)           --mqtt-service-port
     7001  meter bus simulator (DL/T 645 over "RS-485")       --meter-port
     7002  modem simulator (AT commands over "UART")          --modem-port
@@ -14,7 +14,10 @@ is left running. Ports, all on 127.0.0.1:
 The broker is secured as in the field (docs/SECURITY.md): no anonymous access, the
 terminal's account (broker_user = its id, broker_pass in its config) confined to its
 own topics, the head-end's account over TLS on its own listener, a message size
-limit; --plain-broker runs the anonymous broker of before instead.
+limit. The terminal speaks TLS through the simulated module (broker_tls, the
+broker's certificate verified against the CA that the sim puts on the terminal's
+flash, state/ca.pem); --no-tls keeps the secured broker with the terminal on
+plain TCP (private APN), --plain-broker runs the anonymous broker of before.
 
 Files go to build/sim/ (--dir): config.json (written there unless --config
 names one; checked with tools.checkconfig either way), the firmware's flash
@@ -122,8 +125,9 @@ def _port_free(port):
     return True
 
 
-def _config(a, run_dir):
-    """The firmware's config file: --config as given (checked), else build/sim/config.json for these ports."""
+def _config(a, run_dir, pki):
+    """The firmware's config file: --config as given (checked), else build/sim/config.json for these ports (with
+    `pki`: TLS to the broker, its CA copied to the terminal's flash)."""
     if a.config:
         return Path(a.config)
     path = run_dir / "config.json"
@@ -140,6 +144,11 @@ def _config(a, run_dir):
            "meters": [METER], "poll_s": 30, "heartbeat_s": 30, "gnss_s": 5, "state_dir": str(run_dir / "state")}
     if not a.plain_broker:
         cfg.update(broker_user=IMEI, broker_pass=password or os.urandom(16).hex())
+    if pki is not None:
+        ca = (run_dir / "state" / "ca.pem").resolve()  # the terminal's flash under the unix port
+        ca.parent.mkdir(parents=True, exist_ok=True)
+        ca.write_bytes(pki.ca.read_bytes())
+        cfg.update(broker_port=a.mqtt_tls_port, broker_tls=True, tls_ca=str(ca), tls_verify=True)
     path.write_text(json.dumps(cfg, indent=1) + "\n")
     return path
 
@@ -171,10 +180,19 @@ def _secret(path):
     return text
 
 
-def _broker(a, run_dir, cfg_path):
+def _pki(a, run_dir):
+    """A fresh throw-away CA and server certificate in DIR/pki (none for --plain-broker)."""
+    if a.plain_broker:
+        return None
+    from tools.pki import make_pki
+
+    return make_pki(run_dir / "pki", clients=())
+
+
+def _broker(a, run_dir, cfg_path, pki):
     """Write the broker's config for these ports; return the head-end's connection options (none when plain),
     or a problem as text."""
-    if a.plain_broker:
+    if pki is None:
         write_conf(run_dir, a.mqtt_port)
         return [], None
     cfg = json.loads(cfg_path.read_text())
@@ -182,9 +200,6 @@ def _broker(a, run_dir, cfg_path):
     if not user or not password:
         return None, ("%s has no broker_user/broker_pass: the secured broker refuses anonymous terminals (add them, "
                       "broker_user = the terminal's id, or run with --plain-broker)" % cfg_path)
-    from tools.pki import make_pki
-
-    pki = make_pki(run_dir / "pki", clients=())
     he_pw = run_dir / "headend.pw"
     accounts = {"headend": _secret(he_pw), user: password}
     write_conf(run_dir, a.mqtt_port, a.mqtt_tls_port, a.mqtt_service_port, pki=pki, accounts=accounts,
@@ -217,7 +232,8 @@ def run(a):
     if not exe:
         say("sim", "mosquitto is not installed: run `make venv` (installs Debian's mosquitto)")
         return 2
-    cfg_path = _config(a, run_dir)
+    pki = _pki(a, run_dir)
+    cfg_path = _config(a, run_dir, pki if not a.no_tls else None)
     problems = checkconfig.problems(str(cfg_path))
     if problems:
         for line in problems:
@@ -233,7 +249,7 @@ def run(a):
         say("sim", "port(s) in use: %s; stop what uses them or choose others" % ", ".join(busy))
         return 2
     db = run_dir / "fleet.db"
-    headend_opts, problem = _broker(a, run_dir, cfg_path)
+    headend_opts, problem = _broker(a, run_dir, cfg_path, pki)
     if problem:
         say("sim", problem)
         return 2
@@ -263,9 +279,11 @@ def run(a):
             with sqlite3.connect(str(db), timeout=5) as con:  # the head-end's key table: queries can be signed
                 con.execute("INSERT OR REPLACE INTO keys(tid, key_hex) VALUES (?, ?)", (IMEI, key))
         children.append(Child("firmware", [py, "-m", "tools.mpunix", "build/mpy/main.py", cfg_path]))
+        tls = json.loads(cfg_path.read_text()).get("broker_tls")
         say("sim", "running: MQTT %s:%d%s, meter %d, modem %d (control %d), config %s; Ctrl-C stops everything"
-            % (LOOPBACK, a.mqtt_port, "" if a.plain_broker else " (accounts; TLS %d; head-end over TLS %d, options "
-               "in %s)" % (a.mqtt_tls_port, a.mqtt_service_port, run_dir / "headend.args"),
+            % (LOOPBACK, a.mqtt_port, "" if a.plain_broker else " (accounts; TLS %d%s; head-end over TLS %d, "
+               "options in %s)" % (a.mqtt_tls_port, ", the terminal's link" if tls else "", a.mqtt_service_port,
+                                   run_dir / "headend.args"),
                a.meter_port, a.modem_port, a.modem_ctl_port, cfg_path))
         while deadline is None or time.monotonic() < deadline:
             dead = [c for c in children if c.p.poll() is not None]
@@ -301,6 +319,8 @@ def main(argv=None):
                     help="mosquitto's TLS port for the head-end's account (default 8884)")
     ap.add_argument("--plain-broker", action="store_true",
                     help="an anonymous broker without TLS (as before the broker was secured)")
+    ap.add_argument("--no-tls", action="store_true",
+                    help="the terminal on plain TCP with its account (a private APN); the head-end stays on TLS")
     ap.add_argument("--meter-port", type=int, default=7001, help="meter bus simulator's port (default 7001)")
     ap.add_argument("--modem-port", type=int, default=7002, help="modem simulator's port (default 7002)")
     ap.add_argument("--modem-ctl-port", type=int, default=7003,

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from harness import ROOT
+from test_sim import on_tls_listener
 
 pytestmark = pytest.mark.system
 
@@ -30,3 +31,11 @@ def test_demo_runs_and_flags_the_under_registering_area(tmp_path):
     conf = (tmp_path / "demo" / "logs" / "mosquitto.conf").read_text()
     assert "allow_anonymous true" not in conf and "use_username_as_clientid true" in conf and "certfile" in conf
     assert "head-end over TLS" in out
+    # every terminal speaks TLS through its simulated module: its CA uploaded from its flash, its account seen on the
+    # broker's TLS listener (the port the demo gives the terminals)
+    port = int(re.search(r"mosquitto on 127\.0\.0\.1:(\d+) \(terminals over TLS through their modules", out).group(1))
+    tids = re.findall(r"terminal (\d{15})  meter", out)
+    broker_log = (tmp_path / "demo" / "logs" / "mosquitto.log").read_text()
+    assert len(tids) == 4 and all(on_tls_listener(broker_log, port, tid) for tid in tids), broker_log[-3000:]
+    fw = (tmp_path / "demo" / "logs" / "firmware-t1.log").read_text()
+    assert "event tls_files {'uploaded': ['ca.pem']}" in fw, fw[-3000:]

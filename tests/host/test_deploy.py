@@ -180,3 +180,75 @@ def test_unanswered_probe_is_refused():
     with pytest.raises(deploy.Refused) as e:
         deploy.parse_probe("Traceback ...\nOSError: [Errno 2] ENOENT")
     assert "did not answer the probe" in str(e.value)
+
+
+def _tls_terminal(tmp_path, mutual):
+    """A TLS terminal's config with its certificate files next to it, as provisioning writes them."""
+    from tools.pki import make_pki
+
+    pki = make_pki(tmp_path / "pki", clients=())
+    out = tmp_path / "t1"
+    out.mkdir()
+    (out / "ca.pem").write_bytes(pki.ca.read_bytes())
+    cfg = {"board": "esp32s3-ec800m", "broker_tls": True, "broker_port": 8883, "tls_ca": "ca.pem",
+           "broker_user": "861234567890123", "broker_pass": "f00dfeedf00dfeed"}
+    if mutual:
+        cert, key = pki.client("861234567890123")
+        (out / "client.pem").write_bytes(cert.read_bytes())
+        (out / "client.key").write_bytes(key.read_bytes())
+        cfg.update(tls_cert="client.pem", tls_key="/client.key")  # a board path from the root: the same file
+    path = out / "terminal.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+@pytest.mark.parametrize("mutual", [False, True])
+def test_a_tls_config_takes_its_certificate_files_to_the_board(tmp_path, monkeypatch, capsys, mutual):
+    config = _tls_terminal(tmp_path, mutual)
+    fake = tmp_path / "mpremote"
+    fake.write_text(_FAKE_MPREMOTE.format(python=sys.executable))
+    fake.chmod(0o755)
+    log = tmp_path / "log"
+    monkeypatch.setattr(deploy, "mpremote", lambda: str(fake))
+    monkeypatch.setenv("FAKE_MPREMOTE_LOG", str(log))
+    monkeypatch.setenv("FAKE_PROBE", "BDPROBE 1.28.0 rp2 -1 0 1")
+    board = tmp_path / "ttyACM0"
+    board.touch()
+    deploy.deploy(str(board), config, image=tmp_path / "i.romfs")  # the real tools/checkconfig.py
+    calls = [json.loads(line)[2:] for line in log.read_text().splitlines()]
+    copies = [c[2:] for c in calls if c[:2] == ["fs", "cp"]]
+    d = config.parent
+    want = [[str(d / "ca.pem"), ":ca.pem"]]
+    if mutual:
+        want += [[str(d / "client.pem"), ":client.pem"], [str(d / "client.key"), ":/client.key"]]
+    assert copies[:len(want) + 1] == want + [[str(config), ":config.json"]], copies  # the files before the config
+    out = capsys.readouterr().out
+    assert "deploy: TLS file ca.pem goes to the board with the config" in out
+    assert "BEGIN" not in out and "f00dfeed" not in out
+
+
+def test_a_plain_config_copies_no_certificate_file(tmp_path):
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps({"board": "esp32s3-ec800m", "tls_ca": "nowhere.pem"}))
+    assert deploy.cert_copies(path) == []
+    steps = [s[3:] for s in deploy.plan("frozen", "/dev/p", path, "i.romfs")]
+    assert [s for s in steps if s[:2] == ["fs", "cp"]][0] == ["fs", "cp", str(path), ":config.json"]
+
+
+def test_a_tls_config_whose_ca_is_missing_is_refused_before_the_board(tmp_path, capsys):
+    config = _tls_terminal(tmp_path, mutual=False)
+    (config.parent / "ca.pem").unlink()
+    with pytest.raises(deploy.Refused) as e:
+        deploy.deploy("/dev/x", config, dry_run=True, image=tmp_path / "i.romfs")
+    assert "nothing was written" in str(e.value)
+    out = capsys.readouterr().out
+    assert "tls_ca file %s: cannot read it" % (config.parent / "ca.pem") in out and "f00dfeed" not in out
+    assert not (tmp_path / "i.romfs").exists()
+
+
+def test_dry_run_shows_the_certificate_copies(tmp_path, capsys):
+    config = _tls_terminal(tmp_path, mutual=True)
+    deploy.deploy("/dev/ttyACM7", config, dry_run=True, image=tmp_path / "i.romfs")
+    out = capsys.readouterr().out
+    assert out.count("%s :ca.pem" % (config.parent / "ca.pem")) == 3  # in each route's commands
+    assert out.count(":/client.key") == 3 and "PRIVATE KEY" not in out

@@ -1,6 +1,8 @@
 """`make sim`: every component starts, the terminal comes online at the head-end, one Ctrl-C stops them all."""
 
+import argparse
 import fcntl
+import json
 import os
 import re
 import signal
@@ -9,6 +11,7 @@ import sys
 import termios
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -27,11 +30,19 @@ def _gone(pgid):
     return False
 
 
+def on_tls_listener(broker_log, port, user):
+    """True when the broker's log shows `user` logged in on a connection it accepted on `port`."""
+    peers = set(re.findall(r"New connection from (\S+) on port %d\." % port, broker_log))
+    logged = re.findall(r"New client connected from (\S+) as \S+ \(.*u'([^']*)'\)", broker_log)
+    return any(peer in peers and u == user for peer, u in logged)
+
+
 def test_sim_starts_everything_and_one_ctrl_c_stops_everything(tmp_path):
     log = tmp_path / "sim.log"
     argv = [sys.executable, "-m", "tools.sim_all", "--dir", str(tmp_path / "sim")]
-    for opt in PORT_OPTIONS:
-        argv += [opt, str(free_port())]  # not the documented defaults: other runs may hold those
+    ports = {opt: free_port() for opt in PORT_OPTIONS}  # not the documented defaults: other runs may hold those
+    for opt, port in ports.items():
+        argv += [opt, str(port)]
     with open(log, "wb") as out:
         p = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                              start_new_session=True)
@@ -51,6 +62,15 @@ def test_sim_starts_everything_and_one_ctrl_c_stops_everything(tmp_path):
         # head-end's options that the sim wrote
         conf = (tmp_path / "sim" / "mosquitto.conf").read_text()
         assert "allow_anonymous true" not in conf and "use_username_as_clientid true" in conf
+        # the terminal is on TLS through the simulated module: its CA uploaded from its flash, its account seen on
+        # the broker's TLS listener and never on the plain one
+        cfg = json.loads((tmp_path / "sim" / "config.json").read_text())
+        assert cfg["broker_tls"] is True and cfg["broker_port"] == ports["--mqtt-tls-port"] and cfg["tls_verify"]
+        assert Path(cfg["tls_ca"]) == (tmp_path / "sim" / "state" / "ca.pem").resolve()
+        assert "event tls_files {'uploaded': ['ca.pem']}" in text, text[-4000:]
+        mqtt = "\n".join(line[11:] for line in text.splitlines() if line.startswith("mqtt     | "))
+        assert on_tls_listener(mqtt, ports["--mqtt-tls-port"], "861234567890123"), mqtt[-3000:]
+        assert not on_tls_listener(mqtt, ports["--mqtt-port"], "861234567890123"), mqtt[-3000:]
         opts = (tmp_path / "sim" / "headend.args").read_text().split()
         q = subprocess.run([sys.executable, "-m", "tools.headend", "query", "--db", str(tmp_path / "sim" / "fleet.db"),
                             "--timeout", "20"] + opts + ["861234567890123", "address"], cwd=ROOT,
@@ -125,6 +145,16 @@ def test_ctrl_c_under_make_sim_on_a_terminal_stops_everything_exit_0(tmp_path):
     assert "make: ***" not in out and "Interrupt" not in out and "Traceback" not in out, out[-3000:]
     assert "sim      | Ctrl-C: stopping" in out and "firmware 0" in out, out[-2000:]
     assert len(pids) == 5 and not [n for n, pid in pids.items() if not _gone(pid)]
+
+
+def test_no_tls_puts_the_terminal_back_on_plain_tcp_with_its_account(tmp_path):
+    from tools import sim_all
+
+    a = argparse.Namespace(config=None, plain_broker=False, no_tls=True, meter_port=1, modem_port=2,
+                           modem_ctl_port=3, mqtt_port=4, mqtt_tls_port=5)
+    cfg = json.loads(sim_all._config(a, tmp_path, None).read_text())
+    assert cfg["broker_port"] == 4 and "broker_tls" not in cfg and cfg["broker_user"] == "861234567890123"
+    assert not (tmp_path / "state" / "ca.pem").exists()
 
 
 def test_sim_refuses_a_bad_config_before_starting_anything(tmp_path):

@@ -30,7 +30,7 @@ from datetime import timezone
 from pathlib import Path
 
 from tools.headend import args as types
-from tools.headend import cli_web, mqttconn, report, view
+from tools.headend import cli_web, mqttconn, provision, report, view
 from tools.headend.pgstore import is_dsn, open_store
 
 PROG = "bdmeter-headend"
@@ -132,6 +132,7 @@ def parser():
     k.add_argument("terminal", type=types.terminal)
     k.add_argument("hex", type=types.key_hex, metavar="HEX", help="the key, hex, at least 16 bytes")
     cli_web.add_parsers(sub)
+    provision.add_parser(sub)
     return p
 
 
@@ -387,7 +388,7 @@ def main(argv=None):
     try:
         return {"run": cmd_run, "status": cmd_status, "query": cmd_query, "report": cmd_report,
                 "key": cmd_key, "days": cmd_days, "completeness": cmd_completeness, "events": cmd_events,
-                "update": cmd_update, **cli_web.COMMANDS}[a.cmd](a)
+                "update": cmd_update, **cli_web.COMMANDS, **provision.COMMANDS}[a.cmd](a)
     except (ValueError, OSError) as e:
         print("%s: %s" % (a.cmd, e), file=sys.stderr)
         return 2
