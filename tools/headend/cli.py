@@ -89,6 +89,8 @@ def parser():
     g.add_argument("--out", type=types.out_base, default="build/report/energy",
                    help="output path without extension (default %(default)s)")
     g.add_argument("--size", type=types.size, default=(1000, 800), help="map size WxH in pixels (default 1000x800)")
+    g.add_argument("--tz", type=types.zone, default=types.zone("Asia/Shanghai"), metavar="ZONE", help="the meters' "
+                   "time zone: a period from midnight to midnight there uses their frozen values (default %(default)s)")
 
     d = sub.add_parser("days", help="energy per meter-local day from the meters' frozen values (days add up "
                        "exactly to the period)")
@@ -263,7 +265,7 @@ def cmd_report(a):
         return 2
     store = open_store(a.db)
     try:
-        rep = report.compute(store, a.t_from, a.t_to, grid_deg=a.grid, regions=a.regions)
+        rep = report.compute(store, a.t_from, a.t_to, grid_deg=a.grid, regions=a.regions, tz=a.tz)
     finally:
         store.close()
     from tools.headend import mapimg
@@ -273,9 +275,11 @@ def cmd_report(a):
     paths = [mapimg.draw(rep, base.with_suffix(".png"), size=a.size),
              report.write_csv(rep, base.with_suffix(".csv")),
              report.write_meters_csv(rep, base.parent / (base.name + "-meters.csv"))]
-    print("energy %s .. %s: %s kWh from %d meters in %d regions (%d meters skipped)"
-          % (report.iso(a.t_from), report.iso(a.t_to), rep["total_kwh"], len(rep["meters"]), len(rep["regions"]),
-             len(rep["skipped"])))
+    frozen = sum(1 for m in rep["meters"] if m["source"] == "frozen")
+    print("energy %s .. %s: %s kWh from %d meters in %d regions (%d meters skipped); %d meter(s) from frozen values,"
+          " %d from live readings%s" % (report.iso(a.t_from), report.iso(a.t_to), rep["total_kwh"], len(rep["meters"]),
+                                        len(rep["regions"]), len(rep["skipped"]), frozen, len(rep["meters"]) - frozen,
+                                        "" if rep["days"] else " (%s)" % report.NOT_WHOLE_DAYS))
     for p in paths:
         print(p)
     return 0

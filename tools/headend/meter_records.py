@@ -114,6 +114,19 @@ def _fwd(store, meter, d):
     return rows[0][0] if rows else None
 
 
+def frozen_energy(store, meter, d_from, d_to):
+    """The meter's energy from its 00:00 freeze of `d_from` to that of `d_to` (meter-local dates, d_to after
+    d_from), as the report's row {"kwh", "fwd_from", "fwd_to", "how_from", "how_to", "resets"} (Decimal kWh),
+    or (None, why) when a boundary freeze is missing or the register went down between them."""
+    x, y = _fwd(store, meter, d_from), _fwd(store, meter, d_to)
+    if x is None or y is None:
+        return None, "no freeze dated %s" % (d_from if x is None else d_to)
+    if y < x:
+        return None, "the frozen register went down from %s to %s" % (d_from, d_to)
+    return {"kwh": Decimal(y - x).scaleb(-2), "fwd_from": Decimal(x).scaleb(-2), "fwd_to": Decimal(y).scaleb(-2),
+            "how_from": "frozen", "how_to": "frozen", "resets": []}, None
+
+
 def day_energy(store, d_from, d_to, meters=None):
     """Whole days D1..D2 from frozen values: {"days": [{"date", "kwh", "meters": {m: kWh or None}}],
     "period_kwh", "period": {m: kWh or None}, "missing": [(meter, date)]} with Decimal kWh (2 places)."""
