@@ -95,6 +95,26 @@ def settle_fwd_block_di(n):
     return SETTLE_FWD_BLOCK + n
 
 
+def settle_di(base, n):
+    """DI of the n-th previous settlement (1..12) of a settlement family (SETTLE_FWD_BLOCK, _FWD, _REV)."""
+    return _nth(base, n, SETTLE_DEPTH)
+
+
+def decode_settle_day(data):
+    """A settlement day DDhh (2 bytes, hh first) -> (day 1..28, hour 0..23); ValueError otherwise."""
+    if len(data) != 2:
+        raise ValueError("settlement day of %d bytes, want 2" % len(data))
+    hh, dd = _byte(data, 0), _byte(data, 1)
+    if not (1 <= dd <= 28 and hh <= 23):
+        raise ValueError("settlement day %02d %02dh is not a day 1..28 and an hour" % (dd, hh))
+    return dd, hh
+
+
+def settled_empty(data):
+    """True for a settlement record the meter has not written (all 00 or all FF)."""
+    return _empty(data)
+
+
 def event_spec(kind):
     """(kind, count DI, record base DI, record lengths) of an event kind; ValueError if unknown."""
     for e in EVENTS:

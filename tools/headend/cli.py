@@ -8,6 +8,7 @@
     bdmeter-headend days   --db fleet.db --from DATE --to DATE [--json]   (whole days from frozen values)
     bdmeter-headend completeness --db fleet.db --from DATE --to DATE [--json]
     bdmeter-headend events --db fleet.db [--terminal TID] [--meter ADDR] [--kind KIND] [--json]
+    bdmeter-headend settlements --db fleet.db [--meter ADDR] [--terminal TID] [--from DATE] [--to DATE] [--json]
     bdmeter-headend update --broker 127.0.0.1:1883 --bundle DIR [--db fleet.db | --key HEX] [--downgrade] TID...
     bdmeter-headend serve  --db fleet.db [--bind 127.0.0.1:8080] [--broker HOST:PORT] [--tz Asia/Shanghai]
     bdmeter-headend user   add|remove|list --db fleet.db [NAME] [--role viewer|operator|admin]
@@ -28,7 +29,7 @@ from datetime import timezone
 from pathlib import Path
 
 from tools.headend import args as types
-from tools.headend import cli_web, report, view
+from tools.headend import cli_records, cli_web, report, view
 from tools.headend.pgstore import is_dsn, open_store
 
 PROG = "bdmeter-headend"
@@ -129,6 +130,7 @@ def parser():
     k.add_argument("terminal", type=types.terminal)
     k.add_argument("hex", type=types.key_hex, metavar="HEX", help="the key, hex, at least 16 bytes")
     cli_web.add_parsers(sub)
+    cli_records.add_parsers(sub)
     return p
 
 
@@ -381,7 +383,7 @@ def main(argv=None):
     try:
         return {"run": cmd_run, "status": cmd_status, "query": cmd_query, "report": cmd_report,
                 "key": cmd_key, "days": cmd_days, "completeness": cmd_completeness, "events": cmd_events,
-                "update": cmd_update, **cli_web.COMMANDS}[a.cmd](a)
+                "update": cmd_update, **cli_web.COMMANDS, **cli_records.COMMANDS}[a.cmd](a)
     except (ValueError, OSError) as e:
         print("%s: %s" % (a.cmd, e), file=sys.stderr)
         return 2
