@@ -115,3 +115,17 @@ def test_cli_marks_each_row_with_its_source(db, tmp_path, capsys):
                      "--grid", "0.02", "--out", str(out), "--tz", "UTC"]) == 0
     assert "0 meter(s) from frozen values, 4 from live readings (the period is not whole days" in \
         capsys.readouterr().out
+
+
+def test_line_loss_over_the_meters_days_takes_the_freezes(db):
+    from tools.headend import assets, lineloss
+
+    store = open_store(db)
+    try:
+        assets.import_csv(store, "meter,area,role,customer\n%s,TA,supply,\n%s,TA,customer,c1\n" % (A, C))
+        rows = lineloss.compute(store, NOV1, NOV1 + 2 * 86400, TZ, "day")
+        whole = lineloss.compute(store, NOV1, DEC1, TZ, "whole")[0]
+    finally:
+        store.close()
+    assert [(r["supply_kwh"], r["customers_kwh"]) for r in rows] == [(Decimal("12.34"), Decimal("5.55"))] * 2
+    assert whole["supply_kwh"] == Decimal("370.20") and whole["loss_kwh"] == Decimal("370.20") - Decimal("166.50")
