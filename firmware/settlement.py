@@ -4,9 +4,9 @@ A meter settles at its settlement day 1 (DDhh in DI 04000B01; the 1st at 00:00 f
 DI) and keeps its last 12 settlements, "previous 1" the latest: the forward active energy, total then
 tariffs (block 0001FF01..0C; a meter that refuses the block is read its total, 00010001..0C) and the
 reverse active total (00020001..0C). Which month "previous N" is comes from the meter's own clock
-(04000101/02) and settlement day, read at the start of each walk; a walk is never begun within
-`_SETTLING_S` after a settlement instant, and one that runs up to the next instant starts again (the
-indexes shift by one when the meter settles).
+(04000101/02) and settlement day, read at the start of each walk and again after its (at most 12) reads,
+before anything is stored: a settlement in between shifts every index by one and the walk starts again. No
+walk begins within `_SETTLING_S` after a settlement instant.
 
 After each settlement instant + `frozen_margin_s` + this terminal's spread in `frozen_window_s`, at boot
 and when a meter is back online, every settlement newer than the last one sent is stored as a `settle`
@@ -18,7 +18,6 @@ a known refusal in meter_caps (asked again without counting as an error).
 
 import dlt645
 import dlt645_frozen as fz
-from mpcompat import ticks_diff, ticks_ms
 
 from firmware import payloads
 from firmware.clock import civil, epoch
@@ -137,35 +136,35 @@ class Settlements(MeterWalk):
     async def _walk(self, addr, _arg):
         day = await self.settle_day(addr)
         now = await self.meter_now(addr)
-        t0 = ticks_ms()
         if self._settling(now, day):
             self.behind = True  # the meter may be settling right now: next round
             return 0
         ym = latest(now, day)
-        nxt = instant(month_add(ym[0], ym[1], 1), day)
         last = self.progress.get(addr)
         if isinstance(last, str):
-            ly, lm = int(last[:4]), int(last[5:7])
-            n = min(fz.SETTLE_DEPTH, ym[0] * 12 + ym[1] - ly * 12 - lm)
+            n = min(fz.SETTLE_DEPTH, ym[0] * 12 + ym[1] - int(last[:4]) * 12 - int(last[5:7]))
         else:
             n = fz.SETTLE_DEPTH  # first sight: as far back as the meter keeps (empty ones are skipped)
-        stored = 0
+        if n < 1:
+            return 0
+        read = []  # (n, fwd, rev), oldest first: at most 12, kept until the meter's clock says they are its own
         while n >= 1:
             fwd = await self._forward(addr, n)
-            rev = await self._reverse(addr, n) if fwd is not None else None
-            if now + ticks_diff(ticks_ms(), t0) // 1000 + _SETTLING_S >= nxt:
-                later = await self.meter_now(addr)  # the walk ran up to the next settlement: did it happen?
-                if latest(later, day) != ym or self._settling(later, day):
-                    raise Shifted()
             if fwd is not None:
-                y, mo = month_add(ym[0], ym[1], 1 - n)
-                date = "%04d-%02d-%02d" % (y, mo, day[0])
-                ts, tsrc = self.clock.stamp()
-                body = payloads.frozen(ts, tsrc, addr, date, "%sT%02d:00" % (date, day[1]), fwd, rev)
-                if not self._keep("settle", addr, date, body):
-                    return stored
-                stored += 1
+                read.append((n, fwd, await self._reverse(addr, n)))
             n -= 1
+        later = await self.meter_now(addr)  # a settlement meanwhile shifted every index by one: read again
+        if latest(later, day) != ym or self._settling(later, day):
+            raise Shifted()
+        stored = 0
+        for n, fwd, rev in read:
+            y, mo = month_add(ym[0], ym[1], 1 - n)
+            date = "%04d-%02d-%02d" % (y, mo, day[0])
+            ts, tsrc = self.clock.stamp()
+            if not self._keep("settle", addr, date,
+                              payloads.frozen(ts, tsrc, addr, date, "%sT%02d:00" % (date, day[1]), fwd, rev)):
+                return stored
+            stored += 1
         return stored
 
     def _no_data(self, addr, e):

@@ -332,3 +332,18 @@ def test_a_meter_without_settlements_is_a_known_refusal(rig):
     # after a reset the refusals are known: the settlement day and total are asked again (a swapped meter may
     # have them), not as errors; the block is not asked
     assert lines[3]["stats"]["abnormal"] == 0 and lines[3]["stats"]["refused"] == 2
+
+
+def test_a_settlement_during_catch_up_is_neither_lost_nor_misnamed(rig):
+    bus = rig()
+    start_day(bus, 2026, 7, 15)
+    bus.meter(A).advance(108 * 86400 + 11 * 3600 + 45 * 60)  # 2026-10-31 23:45, three settlements made
+    # 20 minutes of meter time a second from just before the walk (set in the same run): the meter settles on
+    # 2026-11-01 while its 12 places are read
+    lines, _ = run(bus, rig.dir, [["control", {"time_scale": 1200}], ["settle"], ["control", {"time_scale": 1}],
+                                  ["settle"]])
+    assert lines[1]["rewalks"] >= 1 or lines[1]["behind"], lines[1]  # behind: a slow start began the walk late
+    dates = [s["date"] for s in bus.meter(A).settlements()]
+    assert dates == ["2026-08-01", "2026-09-01", "2026-10-01", "2026-11-01"]
+    recs = check_settled(bus, rig.dir, dates)
+    assert len(recs) == 4
