@@ -129,3 +129,17 @@ def test_line_loss_over_the_meters_days_takes_the_freezes(db):
         store.close()
     assert [(r["supply_kwh"], r["customers_kwh"]) for r in rows] == [(Decimal("12.34"), Decimal("5.55"))] * 2
     assert whole["supply_kwh"] == Decimal("370.20") and whole["loss_kwh"] == Decimal("370.20") - Decimal("166.50")
+
+
+def test_the_dashboards_daily_chart_takes_the_freezes_too(db):
+    from tools.headend import webdata
+
+    store = open_store(db)
+    try:
+        days = dict(webdata.daily(store, [A], TZ, now=DEC1 + 3600, days=40))
+        b = dict(webdata.daily(store, [B], TZ, now=DEC1 + 3600, days=40))
+    finally:
+        store.close()
+    assert days["2026-11-05"] == 12.34 and sum(days[_day(k)] for k in range(30)) == pytest.approx(370.20)
+    # B's last day has no closing freeze: its live readings stop 7 minutes into it
+    assert b["2026-11-29"] == 0.07 and b["2026-11-30"] < 0.01
