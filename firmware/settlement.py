@@ -65,7 +65,7 @@ class Settlements(MeterWalk):
     # -- bus -------------------------------------------------------------------------------
     async def _item(self, addr, di, family, required=False):
         """The value bytes of `di`, or None when the meter has no such data (remembered under `family`)."""
-        known = self.caps is not None and self.caps.refuses(addr, family)
+        known = self._refuses(addr, family)
         try:
             raw = await self._read(addr, di, known)
         except dlt645.MeterError as e:
@@ -76,8 +76,8 @@ class Settlements(MeterWalk):
             if required:
                 raise
             return None
-        if known and self.caps is not None:
-            self.caps.note(addr, family, False)
+        if known:
+            self.caps.note(addr, family, False)  # answered after all (another meter there now)
         return raw
 
     async def settle_day(self, addr):
