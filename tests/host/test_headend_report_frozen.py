@@ -143,3 +143,16 @@ def test_the_dashboards_daily_chart_takes_the_freezes_too(db):
     assert days["2026-11-05"] == 12.34 and sum(days[_day(k)] for k in range(30)) == pytest.approx(370.20)
     # B's last day has no closing freeze: its live readings stop 7 minutes into it
     assert b["2026-11-29"] == 0.07 and b["2026-11-30"] < 0.01
+
+
+def test_a_meter_with_one_freeze_and_no_readings_is_skipped_saying_both(tmp_path):
+    store = open_store(str(tmp_path / "one.db"))
+    try:
+        ing = Ingest(store)
+        ing.handle(T + "register", synth.register(1, NOV1, [A], 40.84, 111.75, imei=TID, inc="0000abcd"))
+        ing.handle(T + "frozen", _frozen(2, A, "2026-11-01", 100.0))
+        rep = report.compute(store, NOV1, DEC1, grid_deg=0.02)
+    finally:
+        store.close()
+    assert rep["meters"] == []
+    assert rep["skipped"] == [{"meter": A, "why": "no freeze dated 2026-12-01; no dated reading"}]

@@ -168,7 +168,7 @@ def meter_period(store, meter, t_from, t_to, days):
             return dict(e, readings=n, source="frozen", note=""), None
     e, why = meter_energy(store, meter, t_from, t_to)
     if e is None:
-        return None, why
+        return None, why if days is None else "%s; %s" % (note, why)
     return dict(e, source="live", note=note), None
 
 
