@@ -81,7 +81,8 @@ def _san(hosts):
     return x509.SubjectAlternativeName(names)
 
 
-def _leaf(ca_key, ca_cert, cn, server, hosts=(), not_before=None, not_after=None):
+def leaf(ca_key, ca_cert, cn, server, hosts=(), not_before=None, not_after=None):
+    """A new key and a certificate for `cn` signed by the CA: a server's (with `hosts` as SANs) or a client's."""
     key = _key()
     now = _now()
     b = (x509.CertificateBuilder()
@@ -109,7 +110,7 @@ class Pki:
         self._ca_key, self._ca_cert = _ca("bdmeter test CA")
         self.ca = _write_cert(self.dir / "ca.pem", self._ca_cert)
         _write_key(self.dir / "ca.key", self._ca_key)
-        key, cert = _leaf(self._ca_key, self._ca_cert, self.hosts[0] if self.hosts else "server", True, self.hosts)
+        key, cert = leaf(self._ca_key, self._ca_cert, self.hosts[0] if self.hosts else "server", True, self.hosts)
         self.server_cert = _write_cert(self.dir / "server.pem", cert)
         self.server_key = _write_key(self.dir / "server.key", key)
         other_key, other_cert = _ca("bdmeter unrelated CA")
@@ -121,7 +122,7 @@ class Pki:
         """(cert_path, key_path) of a client certificate with CN=name, signed by the CA."""
         if name not in self._clients:
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-            key, cert = _leaf(self._ca_key, self._ca_cert, name, False)
+            key, cert = leaf(self._ca_key, self._ca_cert, name, False)
             self._clients[name] = (_write_cert(self.dir / ("client-%s.pem" % safe), cert),
                                    _write_key(self.dir / ("client-%s.key" % safe), key))
         return self._clients[name]
@@ -130,7 +131,7 @@ class Pki:
         """(cert_path, key_path) of a server certificate for the same hosts whose validity ended yesterday."""
         if self._expired is None:
             now = _now()
-            key, cert = _leaf(self._ca_key, self._ca_cert, self.hosts[0] if self.hosts else "server", True,
+            key, cert = leaf(self._ca_key, self._ca_cert, self.hosts[0] if self.hosts else "server", True,
                               self.hosts, not_before=now - 30 * DAY, not_after=now - DAY)
             self._expired = (_write_cert(self.dir / "server-expired.pem", cert),
                              _write_key(self.dir / "server-expired.key", key))

@@ -139,7 +139,7 @@ def _write(path, data, mode):
 def _client_cert(tid, ca_key, out):
     from tools import pki
 
-    key, cert = pki._leaf(ca_key[0], ca_key[1], tid, False)
+    key, cert = pki.leaf(ca_key[0], ca_key[1], tid, False)
     _write(out / "client.pem", pki_bytes(cert), 0o644)
     _write(out / "client.key", pki_bytes(key), 0o600)
 
