@@ -21,6 +21,7 @@ from firmware.frozen import FrozenDays
 from firmware.meter_clock import MeterClock
 from firmware.meter_events import MeterEvents
 from firmware.meter_tasks import frozen_loop, meterlog_loop
+from firmware.settlement import Settlements
 from firmware.metering import Metering
 from firmware.outbox import Outbox, makedirs
 from firmware.supervision import guarded, note_reset, reason, take_reset_note
@@ -100,6 +101,8 @@ class Terminal:
         self.watchdog = boardmod.Watchdog(self.board, cfg["wdt_ms"], self.log)
         self.metering = Metering(self)
         self.frozen = FrozenDays(self.master, cfg, self.clock, self.store, self.log, self._frozen_pause)
+        self.settlements = Settlements(self.master, cfg, self.clock, self.store, self.log, self.metering.caps,
+                                       self._frozen_pause)
         self.meter_events = MeterEvents(self.master, self.clock, self.store, self.log, cfg["state_dir"],
                                         on_clear=self.metering.plausibility.forget)
         self.meter_clock = MeterClock(self.master, cfg, self.clock, self.emit_event, self.log)
@@ -280,7 +283,7 @@ class Terminal:
             "cmd_refused": self.commands.refused, "cmd_dropped": self.commands.dropped,
             "server_fail": ms.get("server_fail", 0), "tls_fail": self.uplink.tls_fail,
             "mqtt_oversize": self.mqtt_counters.get("oversize", 0), "clock_refused": self.clock.refused,
-            "meter_undecodable": self.frozen.undecodable + self.meter_events.undecodable,
+            "meter_undecodable": self.frozen.undecodable + self.meter_events.undecodable + self.settlements.undecodable,
         }
         for kind, _, _ in self.config_problems:
             if kind != "file":
@@ -370,7 +373,7 @@ class Terminal:
                 self.log.error("config_problems event not stored: %s", e)
         specs = [("meter", self.metering.run()), ("gnss", self.locating.run()), ("uplink", self.uplink.run()),
                  ("cmd", self.commands.run()), ("heartbeat", self._heartbeat()),
-                 ("frozen", frozen_loop(self, self.frozen)),
+                 ("frozen", frozen_loop(self, self.frozen, self.settlements)),
                  ("meterlog", meterlog_loop(self, self.meter_events, self.meter_clock))]
         if self.update:
             specs.append(("update", self.update.run()))

@@ -85,6 +85,12 @@ class MeterCaps:
                 c["phases"] = phases
                 self._dirty = True
 
+    def note(self, address, di, refused):
+        """Learn a refusal (or an answer) of a DI read outside the polling cycle, and keep it on flash if new."""
+        self.learn(address, di, refused)
+        if self._dirty and address not in self._probing:
+            self.save()
+
     def end(self, address, now, ok):
         """Finish a read: a complete probe (`ok`) is dated `now`; anything new is written to flash."""
         if address in self._probing:

@@ -1,4 +1,5 @@
-"""Supervised loops of the meters' own records: daily freezes (`frozen`); event logs and clock check (`meterlog`)."""
+"""Supervised loops of the meters' own records: daily freezes and settlements (`frozen`); event logs and clock check
+(`meterlog`)."""
 
 import asyncio
 
@@ -27,15 +28,21 @@ async def _meters(t, name):
     return list(t.meters)
 
 
-async def frozen_loop(t, fd):
-    """Daily collection of frozen values (and catch-up at boot and when a meter is back online)."""
+async def frozen_loop(t, fd, st=None):
+    """Daily collection of frozen values, monthly of settlements `st` (and catch-up at boot and when a meter is
+    back online)."""
     wanted = set()
     t.metering.on_online.append(wanted.add)
     await _meters(t, "frozen")
     while True:
+        back = bool(wanted)
         wanted.clear()
         await fd.round(list(t.meters), lambda: t.checkin("frozen"))
-        await _nap(t, "frozen", fd.next_wait_s(t.tid), lambda: bool(wanted))
+        wait = fd.next_wait_s(t.tid)
+        if st is not None:
+            await st.round_if_due(list(t.meters), t.tid, t.clock.uptime_s(), lambda: t.checkin("frozen"), back)
+            wait = min(wait, st.wait_s(t.clock.uptime_s()))
+        await _nap(t, "frozen", wait, lambda: bool(wanted))
 
 
 async def meterlog_loop(t, events, mclock):

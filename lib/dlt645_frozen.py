@@ -1,4 +1,4 @@
-"""DL/T 645-2007 frozen data, settlement data, event records and status words: DIs and pure decoders.
+"""DL/T 645-2007 frozen data, settlement data, load profile, event records and status words: DIs and pure decoders.
 
 Pure and portable (CPython and MicroPython), no I/O. Value bytes come with the
 0x33 offset removed, lowest byte first. Energies stay exact integers in
@@ -10,7 +10,7 @@ not fit a known layout raises ValueError: a meter whose variant is not known
 is refused cleanly rather than misread.
 """
 
-from dlt645_values import bcd_to_int
+from dlt645_values import bcd_to_int, int_to_bcd
 
 try:
     from micropython import const
@@ -30,6 +30,89 @@ SETTLE_FWD = const(0x00010000)  # + NN: forward active total
 SETTLE_REV = const(0x00020000)  # + NN: reverse active total
 SETTLE_DEPTH = const(12)
 SETTLE_DAY_1 = const(0x04000B01)  # DDhh of settlement day 1 (..03)
+
+# -- load profile (负荷记录, 06 cc 00 0m): class cc = 00 all groups, 01..06 one group; m the request mode --------
+PROFILE = const(0x06000000)
+PROFILE_EARLIEST = const(0)  # request data NN: the earliest NN records
+PROFILE_AT = const(1)  # NN + mmhhDDMMYY: NN records from the given time
+PROFILE_LATEST = const(2)  # NN (= 1): the most recent record
+PROFILE_MODE = const(0x04000901)  # 负荷记录模式字: which groups are recorded
+PROFILE_START = const(0x04000A01)  # MMDDhhmm: recording start
+PROFILE_INTERVAL = const(0x04000A02)  # + (class - 1): minutes between records of a class, 2 bytes
+# a record's groups in order: (name, bytes, ((field, bytes each, signed, count), ...)); values are integers in
+# the unit of the register's last digit: V 0.1, A 0.001, Hz 0.01, kW / kvar 0.0001, power factor 0.001, kWh / kvarh 0.01
+PROFILE_GROUPS = (
+    ("vif", 17, (("v", 2, False, 3), ("i", 3, True, 3), ("f", 2, False, 1))),
+    ("power", 24, (("p", 3, True, 4), ("q", 3, True, 4))),
+    ("pf", 8, (("pf", 2, True, 4),)),
+    ("energy", 16, (("fwd", 4, False, 1), ("rev", 4, False, 1), ("q_comb", 4, True, 2))),
+    ("quadrants", 16, (("q_quad", 4, False, 4),)),
+    ("demand", 6, (("demand", 3, True, 2),)),
+)
+_PROFILE_SEP = const(0xAA)  # never a BCD byte, so a safe separator
+
+
+def profile_di(cls, mode):
+    """DI of a load-profile read: class 0 (every group) or 1..6, mode PROFILE_EARLIEST / _AT / _LATEST."""
+    if not 0 <= cls <= 6 or mode not in (PROFILE_EARLIEST, PROFILE_AT, PROFILE_LATEST):
+        raise ValueError("load profile class 0..6 and mode 0..2, got %r, %r" % (cls, mode))
+    return PROFILE + (cls << 16) + mode
+
+
+def profile_request(count, at=None):
+    """The request data after the DI: NN (BCD, 1..99) and, for PROFILE_AT, the start time (y, mo, d, h, mi)."""
+    if not 1 <= count <= 99:
+        raise ValueError("load profile count 1..99, got %r" % (count,))
+    out = bytearray(int_to_bcd(count, 1))
+    if at is not None:
+        y, mo, d, h, mi = at[:5]
+        for v in (mi, h, d, mo, y % 100):
+            out += int_to_bcd(v, 1)
+    return bytes(out)
+
+
+def decode_profile(data):
+    """One load-profile record (the reply's bytes after the DI, 0x33 removed) -> dict, or ValueError.
+
+    `A0 A0, length, YYMMDDhhmm, 6 groups each followed by AA (a group the meter does not record is empty),
+    checksum (byte sum from the first A0), E5`. The length counts the bytes between itself and the checksum
+    (some meters count up to the end code: both accepted). Result: {"at": (y, mo, d, h, mi)} plus, per group
+    present: "v" [A, B, C], "i" [A, B, C], "f"; "p" [total, A, B, C], "q" [...]; "pf" [total, A, B, C];
+    "fwd", "rev", "q_comb" [1, 2]; "q_quad" [Q1..Q4]; "demand" [active, reactive] (see PROFILE_GROUPS).
+    """
+    n = len(data)
+    if n < 10:
+        raise ValueError("load profile record of %d bytes" % n)
+    if data[0] == 0xE0 and data[1] == 0xE0:
+        raise ValueError("load profile record marked incorrect by the meter (E0 E0)")
+    if data[0] != 0xA0 or data[1] != 0xA0 or data[-1] != 0xE5:
+        raise ValueError("not a load profile record (no A0 A0 .. E5)")
+    if data[2] not in (n - 5, n - 3):
+        raise ValueError("load profile length %d does not fit %d bytes" % (data[2], n))
+    cs = 0
+    for b in data[:-2]:
+        cs = (cs + b) & 0xFF
+    if cs != data[-2]:
+        raise ValueError("load profile checksum %02X, want %02X" % (data[-2], cs))
+    at = decode_stamp(data, 3, 5)
+    if at is None:
+        raise ValueError("load profile record without a time")
+    parts = bytes(data[8:-2]).split(bytes((_PROFILE_SEP,)))
+    if len(parts) != len(PROFILE_GROUPS) + 1 or parts[-1]:
+        raise ValueError("load profile record of %d groups, want %d" % (len(parts) - 1, len(PROFILE_GROUPS)))
+    out = {"at": at}
+    for part, (name, size, fields) in zip(parts, PROFILE_GROUPS):
+        if not part:
+            continue  # not recorded by this meter
+        if len(part) != size:
+            raise ValueError("load profile group %s of %d bytes, want %d" % (name, len(part), size))
+        i = 0
+        for field, width, signed, count in fields:
+            vals = [bcd_to_int(part[i + width * k:i + width * (k + 1)], signed) for k in range(count)]
+            out[field] = vals[0] if count == 1 else vals
+            i += width * count
+    return out
+
 
 # -- status words 04000501..07 (2 bytes each) and their block -----------------------------------------
 STATUS_WORD = const(0x04000500)  # + k (1..7)
@@ -93,6 +176,26 @@ def settle_fwd_block_di(n):
     if not 0 <= n <= SETTLE_DEPTH:
         raise ValueError("settlement index must be 0..%d" % SETTLE_DEPTH)
     return SETTLE_FWD_BLOCK + n
+
+
+def settle_di(base, n):
+    """DI of the n-th previous settlement (1..12) of a settlement family (SETTLE_FWD_BLOCK, _FWD, _REV)."""
+    return _nth(base, n, SETTLE_DEPTH)
+
+
+def decode_settle_day(data):
+    """A settlement day DDhh (2 bytes, hh first) -> (day 1..28, hour 0..23); ValueError otherwise."""
+    if len(data) != 2:
+        raise ValueError("settlement day of %d bytes, want 2" % len(data))
+    hh, dd = _byte(data, 0), _byte(data, 1)
+    if not (1 <= dd <= 28 and hh <= 23):
+        raise ValueError("settlement day %02d %02dh is not a day 1..28 and an hour" % (dd, hh))
+    return dd, hh
+
+
+def settled_empty(data):
+    """True for a settlement record the meter has not written (all 00 or all FF)."""
+    return _empty(data)
 
 
 def event_spec(kind):

@@ -24,7 +24,7 @@ from tools.procs import LOOPBACK, ROOT, Mosquitto, Proc
 from tools.sim.meter import MeterBus, MeterSpec
 from tools.sim.modem import ModemSim
 
-RECORDS = ("energy", "event", "register", "frozen", "meter_event")
+RECORDS = ("energy", "event", "register", "frozen", "meter_event", "settle")
 
 
 def _nodelay(client):

@@ -189,7 +189,7 @@ def test_an_old_database_is_upgraded_in_place(tmp_path, capsys):
     store.close()
     again = Store(path)  # opening an upgraded database changes nothing
     assert not again.migrated and again.count("records") == 6
-    assert again.query("PRAGMA user_version")[0][0] == 3  # 3: the meters' frozen values and events
+    assert again.query("PRAGMA user_version")[0][0] == 4  # 3: the meters' frozen values and events; 4: settlements
     assert again.query("SELECT count(*) FROM frozen")[0][0] == 0
     names = {r["name"] for r in again.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"readings_meter_ts", "readings_tid_meter"} <= names

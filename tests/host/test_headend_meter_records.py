@@ -1,6 +1,7 @@
-"""Head-end: frozen values kept once per (meter, date), meter events per (meter, kind, n) with open ones
-completed, completeness per day, whole-day energy from freezes adding up exactly, the days/completeness/events
-commands; the documented examples validate."""
+"""Head-end: frozen values and settlements kept once per (meter, date), meter events per (meter, kind, n) with
+open ones completed, completeness per day, whole-day energy from freezes adding up exactly, settlements listed
+with the energy between them, the days/completeness/events/settlements commands; the documented examples
+validate; older databases gain the tables."""
 
 import json
 
@@ -22,6 +23,8 @@ EVENTS = ('{"v":2,"inc":"5f3a9c01","seq":61,"ts":1795474800,"tsrc":"gnss","meter
           '"kind":"meter_cover","n":3,'
           '"start":"2026-11-27T15:30:00","end":"2026-11-27T15:31:10","kwh_before":[1240.10,1.50],'
           '"kwh_after":[1240.12,1.50]}')
+SETTLE = ('{"v":2,"inc":"5f3a9c01","seq":58,"ts":1795471800,"tsrc":"gnss","meter":"000072007201",'
+          '"date":"2026-11-01","at":"2026-11-01T00:00","fwd":[1180.40,290.02,385.11,320.07,185.20],"rev":[1.48]}')
 
 
 @pytest.fixture
@@ -139,12 +142,61 @@ def test_a_version_2_database_gains_the_tables(tmp_path):
     db = sqlite3.connect(str(path))
     db.execute("DROP TABLE frozen")
     db.execute("DROP TABLE meter_events")
+    db.execute("DROP TABLE settlements")
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
     s = Store(path)
     try:
-        assert s.migrated is False and s.query("PRAGMA user_version")[0][0] == 3
+        assert s.migrated is False and s.query("PRAGMA user_version")[0][0] == 4
         assert Ingest(s).handle(T + "frozen", FROZEN.encode()) == "stored"
     finally:
         s.close()
+
+
+def test_a_version_3_database_gains_the_settlements(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "v3.db"
+    s = Store(path)
+    s.close()
+    db = sqlite3.connect(str(path))
+    db.execute("DROP TABLE settlements")
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    s = Store(path)
+    try:
+        assert s.query("PRAGMA user_version")[0][0] == 4
+        assert Ingest(s).handle(T + "settle", SETTLE.encode()) == "stored"
+    finally:
+        s.close()
+
+
+def settle(seq, meter, day, fwd, inc="0000abcd"):
+    return json.dumps({"v": 2, "inc": inc, "seq": seq, "ts": 1795471800 + seq, "tsrc": "gnss", "meter": meter,
+                       "date": day, "at": day + "T00:00", "fwd": [fwd, fwd - 1.0, 1.0], "rev": [0.5]}).encode()
+
+
+def test_settlements_kept_once_and_listed_with_the_energy_between_them(store, tmp_path, capsys):
+    contract.parse(T + "settle", SETTLE.encode(), "bdmeter")
+    ing = Ingest(store)
+    assert ing.handle(T + "settle", SETTLE.encode()) == "stored"
+    for seq, day, fwd in ((70, "2026-09-01", 1000.00), (71, "2026-10-01", 1090.25)):
+        assert ing.handle(T + "settle", settle(seq, A, day, fwd)) == "stored"
+    assert ing.handle(T + "settle", settle(72, A, "2026-10-01", 1090.25)) == "stored"  # sent again after a cut
+    assert ing.handle(T + "settle", settle(73, A, "2026-10-01", 1091.00)) == "stored"  # other content: counted
+    assert ing.handle(T + "settle", settle(74, B, "2026-11-01", 5.0)) == "stored"
+    c = store.counters()
+    assert c["settle_again"] == 1 and c["settle_conflict"] == 1
+    rows = meter_records.settlements(store, meter=A)
+    assert [r["date"] for r in rows] == ["2026-09-01", "2026-10-01", "2026-11-01"]
+    assert rows[0]["kwh"] is None and str(rows[1]["kwh"]) == "90.25" and str(rows[2]["kwh"]) == "90.15"
+    assert str(rows[2]["fwd"][1]) == "290.02" and str(rows[2]["rev"][0]) == "1.48"
+    db = str(tmp_path / "fleet.db")
+    assert cli.main(["settlements", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "2026-11-01T00:00" in out and "90.15 kWh" in out and "4 settlement(s)" in out
+    assert cli.main(["settlements", "--db", db, "--meter", A, "--from", "2026-10-01", "--json"]) == 0
+    assert [r["date"] for r in json.loads(capsys.readouterr().out)] == ["2026-10-01", "2026-11-01"]
+    assert cli.main(["settlements", "--db", db, "--from", "2026-11-01", "--to", "2026-10-01"]) == 2

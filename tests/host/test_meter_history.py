@@ -65,6 +65,27 @@ def test_settlement_on_the_first():
     assert block[0] == fz.decode_energies(raw(m, fz.daily_fwd_di(1)))[0]
 
 
+def test_settlement_at_its_settlement_day_and_made_up_after_a_supply_cut():
+    b = bus(settle_at=(15, 6))
+    m = b.meter(A)
+    assert fz.decode_settle_day(raw(m, 0x04000B01)) == (15, 6)
+    at_local(m, 2026, 11, 15, 5, 0)
+    m.advance(3600)
+    assert [s["at"] for s in m.settlements()] == ["2026-11-15T06:00"]
+    fwd = fz.decode_energies(raw(m, fz.settle_di(fz.SETTLE_FWD_BLOCK, 1)))
+    assert len(fwd) == 5 and [x / 100 for x in fwd] == m.settlements()[0]["fwd"]
+    assert fz.decode_energies(raw(m, fz.settle_di(fz.SETTLE_FWD, 1))) == fwd[:1]
+    assert fz.decode_energies(raw(m, fz.settle_di(fz.SETTLE_FWD_BLOCK, 2))) == [0] * 5  # not settled: zeros
+    b.command({"mains": False, "address": A})
+    m.advance(65 * 86400)  # off over two settlement days: made up at power-up with the unchanged registers
+    b.command({"mains": True, "address": A})
+    got = m.settlements()
+    assert [s["date"] for s in got] == ["2026-11-15", "2026-12-15", "2027-01-15"]
+    assert got[1]["fwd"] == got[2]["fwd"]
+    assert b.command({"get": "settlements", "address": A}) == {"settlements": got}
+    assert bus(settles=False).meter(A).read(0x04000B01) is None
+
+
 def test_mains_cut_logs_power_down_goes_silent_and_makes_up_freezes():
     b = bus()
     m = b.meter(A)

@@ -1,7 +1,8 @@
 """The real firmware (.mpy, unix port) over 14+ simulated meter days (the meter's time runs 7200 times faster:
 a day in 12 s) with terminal power cuts and a meter supply cut in between. Everything the broker delivered goes
 to the head-end: completeness 100 % for every day, and the sum of the daily energies equals the 14-day figure
-exactly, both equal to the meter's own freezes."""
+exactly, both equal to the meter's own freezes; the month's settlement the meter made on the way arrives too,
+equal to the meter's own."""
 
 import json
 import time
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.system
 ADDR = "000072007201"
 DAY_S = 12.0  # host seconds a meter day takes at the time scale below
 SCALE = 86400 / DAY_S
+LEAVES = ("register", "frozen", "settle", "meter_event", "energy", "event")  # what the head-end is given
 
 
 def _dates(rig):
@@ -29,6 +31,7 @@ def test_fourteen_meter_days_with_outages(tmp_path):
                            "meter_events_s": 60})
     try:
         meter = rig.bus.meter(ADDR)
+        meter.set_clock((2026, 11, 24, 12, 0, 0))  # the 15 days run over the settlement of 2026-12-01
         rig.bus.command({"time_scale": SCALE})
         rig.start_firmware()
         rig.wait("first readings", lambda: len(rig.of("energy")) >= 2, 60)
@@ -52,12 +55,18 @@ def test_fourteen_meter_days_with_outages(tmp_path):
         rig.wait("every freeze at the broker", lambda: set(want) <= _dates(rig), 90)
         rig.wait("the power-down as a meter event",
                  lambda: [e for e in rig.of("meter_event") if e["kind"] == "power_down" and e.get("end")], 120)
+        settled = meter.settlements()
+        assert [x["date"] for x in settled] == ["2026-12-01"]
+        rig.wait("the settlement at the broker", lambda: rig.of("settle"), 60)
+        got = rig.of("settle")[0]
+        assert (got["date"], got["at"], got["fwd"], got["rev"]) == \
+            (settled[0]["date"], settled[0]["at"], settled[0]["fwd"], settled[0]["rev"])
         freezes = {f["date"]: f for f in meter.freezes()}
         store = Store(tmp_path / "fleet.db")
         try:
             ing = Ingest(store)
             for _t, leaf, body, retained in list(rig.msgs):
-                if leaf in ("register", "frozen", "meter_event", "energy", "event") and isinstance(body, dict):
+                if leaf in LEAVES and isinstance(body, dict):
                     ing.handle(rig.prefix + leaf, json.dumps(body).encode(), retained=retained)
             days = want[:14]
             comp = meter_records.completeness(store, days[0], days[-1])
@@ -68,6 +77,7 @@ def test_fourteen_meter_days_with_outages(tmp_path):
             assert rep["period_kwh"] == own
             assert store.counters().get("frozen_conflict", 0) == 0
             assert [e for e in meter_records.events(store, kind="power_down") if e["end"]]
+            assert [r["date"] for r in meter_records.settlements(store)] == ["2026-12-01"]
             print("14 meter days: %s kWh, %d frozen records (%d sent again)" % (
                 rep["period_kwh"], len(rig.of("frozen")), store.counters().get("frozen_again", 0)))
         finally:

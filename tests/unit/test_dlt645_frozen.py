@@ -115,3 +115,19 @@ def test_status_words():
     assert one["clock_fault"] and "relay_open" not in one
     assert len(fz.decode_status(raw + h("00 00"))["words"]) == 8  # the 16-byte variant
     raises(ValueError, fz.decode_status, h("00"))
+
+
+def test_load_profile_record():
+    # 2026-11-27 13:15, voltages and currents only (phase B current negative), energy group; the rest empty
+    body = h("15 13 27 11 26") + h("01 23 02 23 03 23  50 12 00  00 05 80  00 00 00  01 50") + h("AA AA AA")
+    body += h("56 34 12 00  50 01 00 00  00 00 00 00  10 00 00 80") + h("AA AA AA")
+    rec = h("A0 A0") + bytes([len(body)]) + body
+    rec += bytes([sum(rec) & 0xFF]) + h("E5")
+    got = fz.decode_profile(rec)
+    assert got == {"at": (2026, 11, 27, 13, 15), "v": [2301, 2302, 2303], "i": [1250, -500, 0], "f": 5001,
+                   "fwd": 123456, "rev": 150, "q_comb": [0, -10]}
+    bad = bytearray(rec)
+    bad[-2] ^= 1
+    raises(ValueError, fz.decode_profile, bytes(bad))  # checksum
+    raises(ValueError, fz.decode_profile, h("E0 E0") + rec[2:])  # marked incorrect by the meter
+    raises(ValueError, fz.decode_profile, rec[:-1])

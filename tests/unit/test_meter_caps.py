@@ -271,3 +271,21 @@ def test_debug_logs_one_line_per_reading():
     quiet = FakeTerminal(scratch("caps-quiet"), FakeMeter(phases=1))
     poll(Metering(quiet), 2)
     assert not [1 for level, _ in quiet.log.lines if level == "debug"]
+
+
+def test_a_refusal_noted_outside_the_poll_is_kept_and_deferred_during_a_probe():
+    d = scratch("caps-note")
+    caps = MeterCaps(d)
+    caps.begin(A, 1000)
+    caps.end(A, 1000, True)  # probed: its capabilities are kept on flash
+    saves = caps.saves
+    caps.note(A, 0x0001FF01, True)  # e.g. the settlement block, read by another task
+    assert caps.refuses(A, 0x0001FF01) and caps.saves == saves + 1
+    caps.note(A, 0x0001FF01, True)  # nothing new: not written again
+    assert caps.saves == saves + 1
+    assert MeterCaps(d).refuses(A, 0x0001FF01)
+    caps.begin(A, 1000 + 86400)  # a daily re-probe under way: its end writes everything at once
+    caps.note(A, 0x00020001, True)
+    assert caps.saves == saves + 1 and caps.refuses(A, 0x00020001)
+    caps.end(A, 1000 + 86400, True)
+    assert MeterCaps(d).refuses(A, 0x00020001)

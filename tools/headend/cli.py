@@ -10,6 +10,7 @@
     bdmeter-headend days   --db fleet.db --from DATE --to DATE [--json]   (whole days from frozen values)
     bdmeter-headend completeness --db fleet.db --from DATE --to DATE [--json]
     bdmeter-headend events --db fleet.db [--terminal TID] [--meter ADDR] [--kind KIND] [--json]
+    bdmeter-headend settlements --db fleet.db [--meter ADDR] [--terminal TID] [--from DATE] [--to DATE] [--json]
     bdmeter-headend update --broker 127.0.0.1:1883 --bundle DIR [--db fleet.db | --key HEX] [--downgrade] TID...
     bdmeter-headend serve  --db fleet.db [--bind 127.0.0.1:8080] [--broker HOST:PORT] [--tz Asia/Shanghai]
     bdmeter-headend user   add|remove|list --db fleet.db [NAME] [--role viewer|operator|admin]
@@ -30,7 +31,7 @@ from datetime import timezone
 from pathlib import Path
 
 from tools.headend import args as types
-from tools.headend import cli_web, mqttconn, report, view
+from tools.headend import cli_records, cli_web, mqttconn, report, view
 from tools.headend.pgstore import is_dsn, open_store
 
 PROG = "bdmeter-headend"
@@ -93,6 +94,8 @@ def parser():
     g.add_argument("--out", type=types.out_base, default="build/report/energy",
                    help="output path without extension (default %(default)s)")
     g.add_argument("--size", type=types.size, default=(1000, 800), help="map size WxH in pixels (default 1000x800)")
+    g.add_argument("--tz", type=types.zone, default=types.zone("Asia/Shanghai"), metavar="ZONE", help="the meters' "
+                   "time zone: a period from midnight to midnight there uses their frozen values (default %(default)s)")
 
     d = sub.add_parser("days", help="energy per meter-local day from the meters' frozen values (days add up "
                        "exactly to the period)")
@@ -132,6 +135,7 @@ def parser():
     k.add_argument("terminal", type=types.terminal)
     k.add_argument("hex", type=types.key_hex, metavar="HEX", help="the key, hex, at least 16 bytes")
     cli_web.add_parsers(sub)
+    cli_records.add_parsers(sub)
     return p
 
 
@@ -268,7 +272,7 @@ def cmd_report(a):
         return 2
     store = open_store(a.db)
     try:
-        rep = report.compute(store, a.t_from, a.t_to, grid_deg=a.grid, regions=a.regions)
+        rep = report.compute(store, a.t_from, a.t_to, grid_deg=a.grid, regions=a.regions, tz=a.tz)
     finally:
         store.close()
     from tools.headend import mapimg
@@ -278,9 +282,11 @@ def cmd_report(a):
     paths = [mapimg.draw(rep, base.with_suffix(".png"), size=a.size),
              report.write_csv(rep, base.with_suffix(".csv")),
              report.write_meters_csv(rep, base.parent / (base.name + "-meters.csv"))]
-    print("energy %s .. %s: %s kWh from %d meters in %d regions (%d meters skipped)"
-          % (report.iso(a.t_from), report.iso(a.t_to), rep["total_kwh"], len(rep["meters"]), len(rep["regions"]),
-             len(rep["skipped"])))
+    frozen = sum(1 for m in rep["meters"] if m["source"] == "frozen")
+    print("energy %s .. %s: %s kWh from %d meters in %d regions (%d meters skipped); %d meter(s) from frozen values,"
+          " %d from live readings%s" % (report.iso(a.t_from), report.iso(a.t_to), rep["total_kwh"], len(rep["meters"]),
+                                        len(rep["regions"]), len(rep["skipped"]), frozen, len(rep["meters"]) - frozen,
+                                        "" if rep["days"] else " (%s)" % report.NOT_WHOLE_DAYS))
     for p in paths:
         print(p)
     return 0
@@ -387,7 +393,7 @@ def main(argv=None):
     try:
         return {"run": cmd_run, "status": cmd_status, "query": cmd_query, "report": cmd_report,
                 "key": cmd_key, "days": cmd_days, "completeness": cmd_completeness, "events": cmd_events,
-                "update": cmd_update, **cli_web.COMMANDS}[a.cmd](a)
+                "update": cmd_update, **cli_web.COMMANDS, **cli_records.COMMANDS}[a.cmd](a)
     except (ValueError, OSError) as e:
         print("%s: %s" % (a.cmd, e), file=sys.stderr)
         return 2

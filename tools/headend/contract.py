@@ -7,8 +7,8 @@ import re
 VERSION = 2
 # version 2 added the outbox incarnation `inc` to records; a version 1 record counts as inc ""
 VERSIONS = (1, 2)
-UPLINK_LEAVES = ("status", "register", "energy", "heartbeat", "event", "resp", "frozen", "meter_event")
-RECORD_LEAVES = ("register", "energy", "event", "frozen", "meter_event")
+UPLINK_LEAVES = ("status", "register", "energy", "heartbeat", "event", "resp", "frozen", "meter_event", "settle")
+RECORD_LEAVES = ("register", "energy", "event", "frozen", "meter_event", "settle")
 TSRC = ("gnss", "net", "rtc", "none")
 REGISTER_WHY = ("connect", "fix", "relocation", "boot")
 KWH_KEYS = ("fwd", "t1", "t2", "t3", "t4", "rev", "comb")
@@ -287,5 +287,6 @@ _CHECKS = {
     "event": _event,
     "resp": _resp,
     "frozen": _frozen,
+    "settle": _frozen,  # a settlement: the same fields as a daily freeze
     "meter_event": _meter_event,
 }

@@ -97,6 +97,10 @@ class Ingest:
         return self._record(tid, obj, now, "frozen",
                             lambda *a: meter_records.add_frozen(self.store, *a))
 
+    def _settle(self, tid, obj, now, retained):
+        return self._record(tid, obj, now, "settle",
+                            lambda *a: meter_records.add_settle(self.store, *a))
+
     def _meter_event(self, tid, obj, now, retained):
         return self._record(tid, obj, now, "meter_event",
                             lambda *a: meter_records.add_meter_event(self.store, *a))

@@ -1,27 +1,30 @@
 """Line loss per transformer area: (supply - sum of customers) / supply for each period, areas above a threshold
 flagged.
 
-Each meter's energy in a period comes from `meter_period_energy`: today the register interpolated at the
-period's boundaries from the meter's readings (energy.py: every meter is evaluated at the same instants, and
-consecutive periods add up exactly). When the terminals report the meters' daily frozen values, the hook
-`frozen_energy` is where they take over for whole days: it returns None now, so interpolation is used.
+Each meter's energy in a period comes from `meter_period_energy`: over whole days of the meters' time zone
+(UTC+8) the difference of its own midnight freezes when both are stored (`frozen_energy`, as the regional
+report does), otherwise the register interpolated at the period's boundaries from the meter's readings
+(energy.py: every meter is evaluated at the same instants, and consecutive periods add up exactly).
 """
 
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from tools.headend import assets
+from tools.headend import assets, meter_records, report
 from tools.headend.energy import meter_energy
 
 THRESHOLD = Decimal("0.10")  # a loss rate above 10 % is flagged (and any negative rate: customers > supply)
 
 
-def frozen_energy(store, meter, t_from, t_to):
+def frozen_energy(store, meter, t_from, t_to, tz=report.METER_TZ):
     """The meter's energy in [t_from, t_to] from its daily frozen values when both ends are frozen-value
-    instants (local midnights) and the values are stored; None otherwise (then readings are interpolated).
-
-    Hook: daily frozen values are not stored yet; return their difference here once they are."""
-    return None
+    instants (the meters' midnights in `tz`) and the values are stored; None otherwise (then readings are
+    interpolated)."""
+    days = report.whole_days(t_from, t_to, tz)
+    if days is None:
+        return None
+    e, _why = meter_records.frozen_energy(store, meter, days[0], days[1])
+    return None if e is None else e["kwh"]
 
 
 def meter_period_energy(store, meter, t_from, t_to):

@@ -1,9 +1,11 @@
-"""The meters' own records at the head-end: daily frozen values and meter events, completeness, whole-day energy.
+"""The meters' own records at the head-end: daily frozen values, settlements and meter events, completeness,
+whole-day energy.
 
 A `frozen` record is kept once per (meter, date), whoever sent it and however often: the terminal may
 send a freeze twice (docs/PROTOCOL.md). A second one with other content is counted (`frozen_conflict`)
-and logged, the first kept. A `meter_event` is kept per (meter, kind, n); a later copy that brings the
-end of an event sent while still open replaces it.
+and logged, the first kept. A `settle` record (a monthly settlement, same fields) is kept the same way per
+(meter, date) in table `settlements` (`settle_again`, `settle_conflict`). A `meter_event` is kept per
+(meter, kind, n); a later copy that brings the end of an event sent while still open replaces it.
 
 Whole days: the energy of meter-local day D is frozen(D+1) - frozen(D) on the forward total, in exact
 hundredths; the energy of days D1..D2 is frozen(D2+1) - frozen(D1). The days therefore add up exactly to
@@ -20,6 +22,9 @@ log = logging.getLogger("bdmeter.headend")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS frozen(
+    meter TEXT NOT NULL, date TEXT NOT NULL, at TEXT, fwd_c INTEGER, fwd TEXT, rev TEXT,
+    tid TEXT, inc TEXT, seq INTEGER, received REAL, PRIMARY KEY(meter, date)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settlements(
     meter TEXT NOT NULL, date TEXT NOT NULL, at TEXT, fwd_c INTEGER, fwd TEXT, rev TEXT,
     tid TEXT, inc TEXT, seq INTEGER, received REAL, PRIMARY KEY(meter, date)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meter_events(
@@ -45,23 +50,28 @@ def _dumps(obj):
 
 # -- writes (inside a store transaction) ---------------------------------------------------------------
 
-def add_frozen(store, tid, inc, m, values, now):
+def add_frozen(store, tid, inc, m, values, now, table="frozen", kind="frozen"):
     db = store.db
     fwd = [centi(x) for x in m["fwd"]]
     rev = [centi(x) for x in m["rev"]] if "rev" in m else None
-    row = db.execute("SELECT fwd, rev, at FROM frozen WHERE meter = ? AND date = ?", (m["meter"], m["date"])).fetchone()
+    row = db.execute("SELECT fwd, rev, at FROM %s WHERE meter = ? AND date = ?" % table,
+                     (m["meter"], m["date"])).fetchone()
     if row is not None:
         if row["fwd"] != _dumps(fwd) or row["at"] != m["at"] or (rev is not None and row["rev"] != _dumps(rev)):
-            store.bump("frozen_conflict")
-            log.warning("meter %s frozen %s from %s differs from the one stored: kept the first", m["meter"],
+            store.bump(kind + "_conflict")
+            log.warning("meter %s %s %s from %s differs from the one stored: kept the first", m["meter"], kind,
                         m["date"], tid)
         else:
-            store.bump("frozen_again")
+            store.bump(kind + "_again")
         return
-    db.execute("INSERT INTO frozen(meter, date, at, fwd_c, fwd, rev, tid, inc, seq, received)"
-               " VALUES(?,?,?,?,?,?,?,?,?,?)",
+    db.execute("INSERT INTO %s(meter, date, at, fwd_c, fwd, rev, tid, inc, seq, received)"
+               " VALUES(?,?,?,?,?,?,?,?,?,?)" % table,
                (m["meter"], m["date"], m["at"], fwd[0], _dumps(fwd), None if rev is None else _dumps(rev), tid, inc,
                 m["seq"], now))
+
+
+def add_settle(store, tid, inc, m, values, now):
+    add_frozen(store, tid, inc, m, values, now, "settlements", "settle")
 
 
 def add_meter_event(store, tid, inc, m, values, now):
@@ -114,6 +124,19 @@ def _fwd(store, meter, d):
     return rows[0][0] if rows else None
 
 
+def frozen_energy(store, meter, d_from, d_to):
+    """The meter's energy from its 00:00 freeze of `d_from` to that of `d_to` (meter-local dates, d_to after
+    d_from), as the report's row {"kwh", "fwd_from", "fwd_to", "how_from", "how_to", "resets"} (Decimal kWh),
+    or (None, why) when a boundary freeze is missing or the register went down between them."""
+    x, y = _fwd(store, meter, d_from), _fwd(store, meter, d_to)
+    if x is None or y is None:
+        return None, "no freeze dated %s" % (d_from if x is None else d_to)
+    if y < x:
+        return None, "the frozen register went down from %s to %s" % (d_from, d_to)
+    return {"kwh": Decimal(y - x).scaleb(-2), "fwd_from": Decimal(x).scaleb(-2), "fwd_to": Decimal(y).scaleb(-2),
+            "how_from": "frozen", "how_to": "frozen", "resets": []}, None
+
+
 def day_energy(store, d_from, d_to, meters=None):
     """Whole days D1..D2 from frozen values: {"days": [{"date", "kwh", "meters": {m: kWh or None}}],
     "period_kwh", "period": {m: kWh or None}, "missing": [(meter, date)]} with Decimal kWh (2 places)."""
@@ -157,4 +180,25 @@ def events(store, tid=None, meter=None, kind=None, limit=1000):
         d["end"] = d.pop("end_")
         d["data"] = json.loads(d["data"]) if d["data"] else {}
         out.append(d)
+    return out
+
+
+def settlements(store, meter=None, tid=None, d_from=None, d_to=None):
+    """Settlements, oldest first per meter: {"meter", "date", "at", "fwd": [kWh...], "rev", "tid", "kwh"} where
+    `kwh` is the forward energy since the meter's previous settlement stored (None for its first, or when the
+    register went down), Decimal with two places."""
+    where, args = [], []
+    for cond, val in (("meter = ?", meter), ("tid = ?", tid), ("date >= ?", d_from), ("date <= ?", d_to)):
+        if val is not None:
+            where.append(cond)
+            args.append(val)
+    sql = "SELECT * FROM settlements" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY meter, date"
+    out = []
+    for r in store.query(sql, tuple(args)):
+        prev = store.query("SELECT fwd_c FROM settlements WHERE meter = ? AND date < ? ORDER BY date DESC LIMIT 1",
+                           (r["meter"], r["date"]))
+        step = None if not prev or r["fwd_c"] < prev[0][0] else Decimal(r["fwd_c"] - prev[0][0]).scaleb(-2)
+        out.append({"meter": r["meter"], "date": r["date"], "at": r["at"], "tid": r["tid"],
+                    "fwd": [Decimal(x).scaleb(-2) for x in json.loads(r["fwd"])],
+                    "rev": [Decimal(x).scaleb(-2) for x in json.loads(r["rev"])] if r["rev"] else None, "kwh": step})
     return out

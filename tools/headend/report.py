@@ -1,12 +1,22 @@
-"""Energy consumed per region in a period: per-meter energy (tools/headend/energy.py) summed by registered position."""
+"""Energy consumed per region in a period: per-meter energy summed by registered position.
+
+Each meter's energy comes from its own frozen values (meter_records.frozen_energy) when the period runs
+from a midnight to a midnight of the meters' time zone and both of its boundary freezes are stored, so
+whole days add up exactly to the month; otherwise from its live readings interpolated at the boundaries
+(energy.py). Each meter's row says which (`source` frozen or live) and, for live, why.
+"""
 
 import csv
 import json
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from tools.headend import meter_records
 from tools.headend.energy import meter_energy
+
+METER_TZ = timezone(timedelta(hours=8), "UTC+08:00")  # the terminals' default meter_utc_offset_s
+NOT_WHOLE_DAYS = "the period is not whole days at the meters' midnight"
 
 OUTSIDE = "(outside)"
 
@@ -139,10 +149,34 @@ def meter_position(store, meter, t_to):
     return r["tid"], r["lat"], r["lon"]
 
 
-def compute(store, t_from, t_to, grid_deg=None, regions=None):
-    """The report: {'from','to','meters': [...], 'regions': [...], 'skipped': [...], 'total_kwh'}.
+def whole_days(t_from, t_to, tz=METER_TZ):
+    """(first date, date after the last) 'YYYY-MM-DD' when both ends are midnights in `tz`, else None."""
+    ends = [datetime.fromtimestamp(t, tz) for t in (t_from, t_to)]
+    if any((d.hour, d.minute, d.second, d.microsecond) != (0, 0, 0, 0) for d in ends):
+        return None
+    return ends[0].date().isoformat(), ends[1].date().isoformat()
 
-    Energies are Decimals in hundredths of a kWh; consecutive periods add up exactly (energy.py)."""
+
+def meter_period(store, meter, t_from, t_to, days):
+    """One meter's row (source frozen or live, `note` why live) or (None, why) when it has nothing."""
+    note = NOT_WHOLE_DAYS
+    if days is not None:
+        e, note = meter_records.frozen_energy(store, meter, days[0], days[1])
+        if e is not None:
+            n = store.query("SELECT count(*) FROM readings WHERE meter = ? AND tsrc != 'none' AND ts > ? AND ts <= ?",
+                            (meter, t_from, t_to))[0][0]
+            return dict(e, readings=n, source="frozen", note=""), None
+    e, why = meter_energy(store, meter, t_from, t_to)
+    if e is None:
+        return None, why if days is None else "%s; %s" % (note, why)
+    return dict(e, source="live", note=note), None
+
+
+def compute(store, t_from, t_to, grid_deg=None, regions=None, tz=METER_TZ):
+    """The report: {'from','to','meters': [...], 'regions': [...], 'skipped': [...], 'total_kwh', 'days'}.
+
+    `tz`: the meters' time zone (their midnight freezes). Energies are Decimals in hundredths of a kWh;
+    consecutive periods add up exactly (energy.py), and so do whole days from frozen values."""
     if (grid_deg is None) == (regions is None):
         raise ValueError("give exactly one of a grid size or regions")
     if t_to <= t_from:
@@ -152,8 +186,12 @@ def compute(store, t_from, t_to, grid_deg=None, regions=None):
     if regions is not None:
         for reg in regions:
             by_name[reg.name] = {"region": reg, "kwh": zero, "meters": []}
-    for (meter,) in store.query("SELECT DISTINCT meter FROM readings ORDER BY meter"):
-        e, why = meter_energy(store, meter, t_from, t_to)
+    days = whole_days(t_from, t_to, tz)
+    sql = "SELECT DISTINCT meter FROM readings"
+    if days is not None:
+        sql += " UNION SELECT meter FROM frozen WHERE date IN (?, ?)"
+    for (meter,) in store.query(sql + " ORDER BY meter", days or ()):
+        e, why = meter_period(store, meter, t_from, t_to, days)
         if e is None:
             skipped.append({"meter": meter, "why": why})
             continue
@@ -179,7 +217,7 @@ def compute(store, t_from, t_to, grid_deg=None, regions=None):
         e = by_name[name]
         rows.append({"name": name, "kwh": e["kwh"], "meters": e["meters"], "region": e["region"]})
     return {"from": t_from, "to": t_to, "grid_deg": grid_deg, "meters": meters, "regions": rows,
-            "skipped": skipped, "total_kwh": sum((m["kwh"] for m in meters), zero)}
+            "skipped": skipped, "total_kwh": sum((m["kwh"] for m in meters), zero), "days": days}
 
 
 def write_csv(report, path):
@@ -196,13 +234,14 @@ def write_csv(report, path):
 
 
 def write_meters_csv(report, path):
-    """One row per meter: the register at both ends of the period (interpolated, read or held) and the energy."""
+    """One row per meter: the register at both ends of the period (frozen, interpolated, read or held), the
+    energy, and its source (frozen values or live readings, with why live)."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["meter", "terminal", "lat", "lon", "region", "fwd_at_from", "from_is", "fwd_at_to", "to_is",
-                    "readings_in_period", "energy_kwh", "register_went_down_at"])
+                    "readings_in_period", "energy_kwh", "register_went_down_at", "source", "source_note"])
         for m in report["meters"]:
             w.writerow([m["meter"], m["tid"], m["lat"], m["lon"], m["region"], str(m["fwd_from"]), m["how_from"],
                         str(m["fwd_to"]), m["how_to"], m["readings"], str(m["kwh"]),
-                        " ".join(iso(r["ts"]) for r in m["resets"])])
+                        " ".join(iso(r["ts"]) for r in m["resets"]), m["source"], m["note"]])
     return path

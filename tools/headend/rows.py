@@ -41,7 +41,7 @@ def content(kind, m):
                 + (dumps(m["inst"]) if "inst" in m else None,))
     if kind == "event":
         return int(m["ts"]), m["tsrc"], m["kind"], dumps(m["data"])
-    if kind in ("frozen", "meter_event"):
+    if kind in ("frozen", "meter_event", "settle"):
         # the whole record but its envelope: (tid, inc, seq) names it, and ts is when it was sent
         return (dumps({k: v for k, v in sorted(m.items()) if k not in ("v", "seq", "inc")}),)
     raise ValueError(kind)

@@ -1,6 +1,6 @@
-"""The head-end's SQLite schema (version 3: records keyed by terminal, outbox incarnation and seq; the meters'
-frozen values and events) and the migration of a version 1 database (records keyed by terminal and seq) to it.
-Version 2 to 3 only adds tables."""
+"""The head-end's SQLite schema (version 4: records keyed by terminal, outbox incarnation and seq; the meters'
+frozen values and events (3), their settlements (4)) and the migration of a version 1 database (records keyed
+by terminal and seq) to it. Versions 2 to 3 and 3 to 4 only add tables."""
 
 import logging
 
@@ -8,7 +8,7 @@ from tools.headend import meter_records, rows
 
 log = logging.getLogger("bdmeter.headend")
 
-VERSION = 3
+VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS terminals(

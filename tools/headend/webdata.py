@@ -5,7 +5,6 @@ import time
 from datetime import datetime, timedelta
 
 from tools.headend import report
-from tools.headend.energy import meter_energy
 from tools.headend.view import stamp
 
 EVENT_ALARMS = {"relocation": "relocation", "outbox_overflow": "outbox overflow", "clock_refused": "clock fault",
@@ -65,7 +64,8 @@ def terminal(store, tid, tz, now=None):
 
 def daily(store, meters, tz, now=None, days=14):
     """[(day 'YYYY-MM-DD', kWh as float)] per day in zone `tz` for the last `days` days that have readings,
-    summed over the meters (energy.py's interpolation at each local midnight)."""
+    summed over the meters: each meter's own freezes where `tz` midnights are the meters' and both are stored,
+    else energy.py's interpolation at each local midnight (report.meter_period)."""
     now = time.time() if now is None else now
     if not meters:
         return []
@@ -83,7 +83,8 @@ def daily(store, meters, tz, now=None, days=14):
         b = a + timedelta(days=1)
         total = 0.0
         for m in meters:
-            e, _ = meter_energy(store, m, int(a.timestamp()), int(b.timestamp()))
+            t0, t1 = int(a.timestamp()), int(b.timestamp())
+            e, _ = report.meter_period(store, m, t0, t1, report.whole_days(t0, t1))
             if e is not None:
                 total += float(e["kwh"])
         out.append((d.isoformat(), round(total, 2)))

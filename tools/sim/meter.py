@@ -18,8 +18,8 @@ The control port takes JSON lines:
 power-down logged; true restores it), `{"cover": true|false, "address": A}`, `{"advance_s": 86400}` (true
 time jumps ahead, the meters freeze at their midnights), `{"time_scale": 1440}`, `{"set_clock": [y, mo, d,
 h, mi, s], "address": A}`, `{"drift_ppm": 50, "address": A}`,
-`{"set_kwh": 12.5, "address": A}` (registers as a swapped meter's), `{"get": "freezes" | "events" | "clock",
-"address": A}`; each gets one JSON line back (a request without an address applies to every meter).
+`{"set_kwh": 12.5, "address": A}` (registers as a swapped meter's), `{"get": "freezes" | "settlements" | "events"
+| "clock", "address": A}`; each gets one JSON line back (a request without an address applies to every meter).
 The meters themselves are in meter_model.py (their memory in meter_history.py), the frame and value
 codec in dlt645_wire.py.
 """
@@ -333,6 +333,8 @@ class MeterBus(SimPeer):
             return {"clock": list(self.meter(req["address"]).clock_tuple())}
         if what == "freezes":
             return {"freezes": self.meter(req["address"]).freezes()}
+        if what == "settlements":
+            return {"settlements": self.meter(req["address"]).settlements()}
         if what == "events":
             return {"events": self.meter(req["address"]).events()}
         return self._life(req)

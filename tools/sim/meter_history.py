@@ -5,8 +5,10 @@ at the wrong instant, as a real one does. Encoded here independently of lib/dlt6
 two check each other in the tests. What the sources say about the meters this imitates (a Chint-like
 smart meter): DI0 is a binary "N-th previous" index, a freeze or record that never happened reads as zeros,
 the block DIs with DI1 = FF (0506FF01) are refused, event counts are 3 BCD bytes and the last 10 records are
-kept. Broadcast time sync is taken only within 5 minutes of the meter's time, once per calendar day, and never
-within 5 minutes of midnight (the freeze and settlement instant).
+kept. The meter settles (结算日) at its settlement day 1, DDhh in DI 04000B01 (the 1st at 00:00 unless set
+otherwise), and makes up the settlements missed while its supply was off at power-up. Broadcast time sync is
+taken only within 5 minutes of the meter's time, once per calendar day, and never within 5 minutes of
+midnight (the freeze and settlement instant).
 """
 
 import calendar
@@ -21,6 +23,7 @@ EVENT_DEPTH = 10
 BACKFILL_MAX = 7  # freezes missed while the mains was off are made up at power-up, up to this many days
 SYNC_WINDOW_S = 300
 SYNC_GUARD_S = 300
+SETTLE_DAY_DI = 0x04000B01
 
 # kind -> (count DI, record base DI, record length)
 EVENTS = {
@@ -54,10 +57,11 @@ def energies(values):
 class MeterHistory:
     """Freezes, settlements and event logs of one meter, in the meter's own (local, naive) clock seconds."""
 
-    def __init__(self, depth=DAILY_DEPTH):
+    def __init__(self, depth=DAILY_DEPTH, settle_at=(1, 0)):
         self.depth = depth
+        self.settle_at = settle_at  # (day 1..28, hour 0..23): settlement day 1
         self.daily = deque(maxlen=depth)  # newest first: {"t": freeze clock s, "fwd": [tot, t1..t4], "rev": [tot]}
-        self.settled = deque(maxlen=SETTLE_DEPTH)  # newest first: {"fwd": [tot, t1..t4], "rev": [tot]} on the 1st
+        self.settled = deque(maxlen=SETTLE_DEPTH)  # newest first: {"t": clock s, "fwd": [tot, t1..t4], "rev": [tot]}
         self.counts = dict.fromkeys(EVENTS, 0)
         self.records = {k: deque(maxlen=EVENT_DEPTH) for k in EVENTS}  # newest first: bytearray records
         self.mains = True
@@ -73,11 +77,31 @@ class MeterHistory:
         d0, d1 = int(c0 // 86400), int(c1 // 86400)
         for day in range(max(d0 + 1, d1 - self.depth + 1), d1 + 1):
             self._freeze(day * 86400, fwd, rev)
+        self._settle(c0, c1, fwd, rev)
 
     def _freeze(self, t, fwd, rev):
         self.daily.appendleft({"t": t, "fwd": list(fwd), "rev": list(rev)})
-        if time.gmtime(t)[2] == 1:  # settlement day 1 at 00:00
-            self.settled.appendleft({"fwd": list(fwd), "rev": list(rev)})
+
+    def _settle(self, c0, c1, fwd, rev):
+        """Settle at every settlement instant in (c0, c1] (the newest SETTLE_DEPTH of them)."""
+        day, hour = self.settle_at
+        y, mo = time.gmtime(int(c0))[:2]
+        due = []
+        while True:
+            t = local_seconds((y, mo, day, hour, 0, 0))
+            if t > c1:
+                break
+            if t > c0:
+                due.append(t)
+            y, mo = (y + 1, 1) if mo == 12 else (y, mo + 1)
+        for t in due[-SETTLE_DEPTH:]:
+            self.settled.appendleft({"t": t, "fwd": list(fwd), "rev": list(rev)})
+
+    def settlements(self):
+        """Every settlement kept, oldest first, as the control port reports them (energies in kWh)."""
+        return [{"date": stamp_text(s["t"], False)[:10], "at": stamp_text(s["t"], False),
+                 "fwd": [x / 100 for x in s["fwd"]], "rev": [x / 100 for x in s["rev"]]}
+                for s in reversed(self.settled)]
 
     def freezes(self):
         """Every freeze kept, oldest first, as the control port reports them (energies in kWh)."""
@@ -106,6 +130,7 @@ class MeterHistory:
         d0, d1 = int(self._down_at // 86400), int(clock // 86400)
         for day in range(max(d0 + 1, d1 - BACKFILL_MAX + 1), d1 + 1):
             self._freeze(day * 86400, fwd, rev)
+        self._settle(self._down_at, clock, fwd, rev)
 
     def cover(self, is_open, clock, fwd, rev):
         if is_open == self.cover_open:
@@ -156,6 +181,9 @@ class MeterHistory:
             size = 5 if key == "fwd" else 1
             vals = f[key] if f else [0] * size
             return [v / 100 for v in vals], energies(vals)
+        if di == SETTLE_DAY_DI:
+            day, hour = self.settle_at
+            return "%02d%02d" % (day, hour), bcd(hour, 1) + bcd(day, 1)
         if hi in (0x0001FF, 0x000100, 0x000200) and 1 <= nn <= SETTLE_DEPTH:
             s = self.settled[nn - 1] if nn <= len(self.settled) else {"fwd": [0] * 5, "rev": [0]}
             vals = s["fwd"] if hi == 0x0001FF else ([s["fwd"][0]] if hi == 0x000100 else s["rev"])

@@ -43,6 +43,8 @@ class MeterSpec:
     drift_ppm: float = 0.0  # the meter clock gains this many millionths of a second per second
     strict_sync: bool = True  # False: take any broadcast time sync (no window, guard or daily limit)
     history_depth: int = 62  # daily freezes kept
+    settle_at: tuple = (1, 0)  # settlement day 1 (DI 04000B01): day of the month, hour
+    settles: bool = True  # False: a meter without settlement data (its DIs answered "no such data")
 
 
 class Meter:
@@ -56,7 +58,7 @@ class Meter:
         self.utc_offset_s = utc_offset_s
         self.clock_offset_s = spec.clock_offset_s
         self.drift_ppm = spec.drift_ppm
-        self.history = MeterHistory(spec.history_depth)
+        self.history = MeterHistory(spec.history_depth, tuple(spec.settle_at))
         self._base_wall = time.time()  # true UTC = _base_true + (wall - _base_wall) * time_scale
         self._base_true = self._base_wall
         self.time_scale = time_scale
@@ -181,6 +183,11 @@ class Meter:
             self._advance()
             return self.history.freezes()
 
+    def settlements(self):
+        with self._lock:
+            self._advance()
+            return self.history.settlements()
+
     def events(self):
         with self._lock:
             return {"counts": dict(self.history.counts)}
@@ -270,6 +277,8 @@ class Meter:
     def has(self, di):
         """False for a DI this meter does not keep (answered with ERR "no such data")."""
         if di not in FORMATS:
+            if not self.spec.settles and (di == 0x04000B01 or di >> 16 in (0x0001, 0x0002)):
+                return False
             return self.history.read(di, None) is not None
         if self.spec.phases == 1 and di in PHASE_BC_DIS:
             return False

@@ -6,7 +6,7 @@ simulator; a JSON line a step.
 plan: {"state_dir": path, "records": path (JSON lines appended: {"kind": k, "body": ...}), "meter": address,
 "meters": [address, ...] (optional: several on the bus; events and frozen go to each),
 "master": {Master options}, "clock_offset_s": trusted UTC minus this process's time.time(), "tsrc": "gnss",
-"cfg": {overrides}, "steps": [...]}; a step is ["frozen"], ["events"], ["clock"], ["poll"],
+"cfg": {overrides}, "steps": [...]}; a step is ["frozen"], ["settle"], ["events"], ["clock"], ["poll"],
 ["control", {request}], ["restart"] (new modules on the same state_dir, as after a reset),
 ["cut_at", k] (the k-th record stored from now on reaches flash, then the power fails: the step ends),
 ["refuse_at", k] (the outbox fails to write the k-th record from now on: store returns None).
@@ -30,6 +30,7 @@ from firmware.frozen import FrozenDays  # noqa: E402
 from firmware.meter_clock import MeterClock  # noqa: E402
 from firmware.meter_events import MeterEvents  # noqa: E402
 from firmware.metering import Metering  # noqa: E402
+from firmware.settlement import Settlements  # noqa: E402
 
 
 class PowerCut(Exception):
@@ -103,6 +104,7 @@ class Terminal:
         self.meters = meters
         self.metering = Metering(self)
         self.frozen = FrozenDays(self.master, cfg, clock, self.store, self.log, self._pause)
+        self.settle = Settlements(self.master, cfg, clock, self.store, self.log, self.metering.caps, self._pause)
         self.mevents = MeterEvents(self.master, clock, self.store, self.log, cfg["state_dir"], pause_ms=0,
                                    on_clear=self.metering.plausibility.forget)
         self.mclock = MeterClock(self.master, cfg, clock, self.emit_event, self.log)
@@ -151,6 +153,12 @@ async def main(port, cport, plan):
                 out["stored"] = t.frozen.stored
                 out["bus_ms"] = t.frozen.bus_ms
                 out["rewalks"] = t.frozen.rewalks
+            elif step[0] == "settle":
+                out["ok"] = await t.settle.round(t.meters)
+                out["stored"] = t.settle.stored
+                out["bus_ms"] = t.settle.bus_ms
+                out["rewalks"] = t.settle.rewalks
+                out["behind"] = t.settle.behind
             elif step[0] == "events":
                 out["sent"] = 0
                 for addr in t.meters:
