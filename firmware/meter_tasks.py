@@ -70,4 +70,6 @@ async def meterlog_loop(t, events, mclock):
             t.checkin("meterlog")
             await mclock.check(list(t.meters))
         wait = max(_MIN_LOG_WAIT_S, min(every or 3600, 3600) - (t.clock.uptime_s() - now))
+        if cfg["meter_clock_check"]:
+            wait = min(wait, mclock.wait_s())  # the same at scale 1; a simulated day's check on that day
         await _nap(t, "meterlog", wait, lambda: bool(wanted))
