@@ -114,6 +114,10 @@ class Clock:
         """Real seconds since boot (never scaled: task intervals)."""
         return self._uptime_ms() // 1000
 
+    def uptime_ms(self):
+        """Real milliseconds since boot: for schedules a scaled clock needs finer than a second."""
+        return self._uptime_ms()
+
     def _since_ms(self, up_ms):
         """Clock milliseconds since uptime `up_ms` (scaled)."""
         return (self._uptime_ms() - up_ms) * self.scale
