@@ -83,7 +83,9 @@ def test_days_in_seconds_without_a_restart(tmp_path):
         rid, _ = rig.command("status")
         resp = rig.answer(rid)
         assert "error" not in resp, resp
-        print("%d simulated days in %.0f s: freezes %s in rounds %s; clock checks on days %s" % (
-            DAYS, DAYS * DAY_S, want, [rounds[d] for d in want], sorted(days)))
+        late = [round((frozen[d]["ts"] + OFFSET) % 86400 / 3600.0, 2) for d in want]
+        print("%d simulated days in %.0f s: freezes %s in rounds %s, stamped at %s h meter time; clock checks on "
+              "days %s, deviations %s s" % (DAYS, DAYS * DAY_S, want, [rounds[d] for d in want], late, sorted(days),
+                                           [e["data"]["dev_s"] for e in checks]))
     finally:
         rig.close()
