@@ -13,7 +13,7 @@ from mqtt_session import MQTTError
 from firmware import VERSION, config, payloads
 from firmware import board as boardmod
 from firmware import log as logmod
-from firmware.clock import Clock
+from firmware.clock import Clock, env_scale
 from firmware.commands import Commands
 from firmware.knowngood import KnownGood
 from firmware.locating import Locating
@@ -65,7 +65,12 @@ class Terminal:
         makedirs(cfg["state_dir"])
         self.reset_note = cfg["state_dir"] + _RESET_NOTE
         self.reset_why = take_reset_note(self.reset_note)
-        self.clock = Clock(on_refused=self._clock_refused)
+        scale, bad = env_scale()  # a simulation on the unix port only (a board has no environment)
+        if bad:
+            self.log.warning(bad)
+        self.clock = Clock(on_refused=self._clock_refused, scale=scale)
+        if scale != 1:
+            self.log.warning("SIMULATION: the clock runs %d times faster than real time", scale)
         self.outbox = Outbox(cfg["state_dir"], cfg["outbox_max"], self.log, encode=payloads.dumps,
                              reserve=cfg["outbox_reserve_kb"] * 1024)
         self.tid = cfg["terminal_id"]

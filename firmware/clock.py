@@ -8,6 +8,12 @@ GNSS or the network (a clock from the RTC or from nothing may jump unconfirmed).
 A receiver reporting the wrong hour or week, or a network with a wrong clock,
 then cannot move the terminal's time (nor the meters'); each run of refusals is
 counted and reported once through `on_refused(src, delta_s)`.
+
+A simulation on the unix port may run the clock `scale` times faster than real time (BDMETER_TIME_SCALE,
+see `env_scale`): everything derived from uptime (now, readings carried forward, their ages) runs
+scaled, `uptime_s()` stays real (task intervals), and the agreement window widens by what message delays
+of a few host seconds become. `real_s` turns a wait to a calendar time into host seconds. A board has no
+environment: it always runs at scale 1.
 """
 
 import time
@@ -19,6 +25,9 @@ _NET_AFTER_GNSS_S = 6 * 3600  # network time may correct the clock only when GNS
 _AGREE_S = 60  # sources (or a source and the running clock) this close agree
 _READING_MAX_AGE_S = 7 * 86400  # an older reading of the other source no longer confirms nor refutes
 _DISPUTE_S = 3600  # after a refusal the clock counts as disputed this long (no meter sync from it)
+_LAG_S = 2  # host seconds a reading may be late (AT round trip, a busy host): scaled, the agreement window
+_SCALE_MAX = 86400  # a day per second at most
+SCALE_ENV = "BDMETER_TIME_SCALE"
 
 
 def epoch(y, mo, d, h=0, mi=0, s=0):
@@ -47,11 +56,40 @@ def civil(t):
     return (y + (mo <= 2), mo, d, rem // 3600, rem % 3600 // 60, rem % 60)
 
 
+def env_scale():
+    """(scale, problem) from the unix port's BDMETER_TIME_SCALE: (1, None) on a board (no os.getenv) or unset;
+    (1, text) when the value is not a whole number 1.._SCALE_MAX."""
+    import os
+
+    getenv = getattr(os, "getenv", None)
+    raw = getenv(SCALE_ENV) if getenv else None
+    if not raw:
+        return 1, None
+    try:
+        scale = int(raw)
+    except ValueError:
+        scale = 0
+    if not 1 <= scale <= _SCALE_MAX:
+        return 1, "%s=%r ignored: not a whole number 1..%d" % (SCALE_ENV, raw, _SCALE_MAX)
+    return scale, None
+
+
+def real_s(clock, calendar_s):
+    """Host seconds to wait for `calendar_s` seconds of `clock`'s time: the same at scale 1, else divided (1 s at
+    least, so no loop spins). A clock without a scale runs real time."""
+    scale = getattr(clock, "scale", 1)
+    if scale == 1:
+        return calendar_s
+    return max(1, calendar_s / scale)
+
+
 class Clock:
     """Time from ticks_ms, re-anchored at least daily so the 2**30 ms tick wrap never bites."""
 
-    def __init__(self, on_refused=None):
+    def __init__(self, on_refused=None, scale=1):
         self.on_refused = on_refused
+        self.scale = scale  # simulated seconds per real second (1 but in a simulation on the unix port)
+        self.agree_s = max(_AGREE_S, _LAG_S * scale)
         self.refused = 0  # runs of refused readings (a jump refused every second counts once)
         self._readings = {}  # source -> (utc, uptime ms) of its latest plausible reading
         self._refusing = {}  # source -> uptime ms of its latest refused reading, while refusals go on
@@ -73,14 +111,23 @@ class Clock:
         return self._up_ms
 
     def uptime_s(self):
+        """Real seconds since boot (never scaled: task intervals)."""
         return self._uptime_ms() // 1000
+
+    def uptime_ms(self):
+        """Real milliseconds since boot: for schedules a scaled clock needs finer than a second."""
+        return self._uptime_ms()
+
+    def _since_ms(self, up_ms):
+        """Clock milliseconds since uptime `up_ms` (scaled)."""
+        return (self._uptime_ms() - up_ms) * self.scale
 
     def reading(self, source, max_age_s=_READING_MAX_AGE_S):
         """What `source` would say now, from its latest reading carried forward on ticks; None if none that fresh."""
         r = self._readings.get(source)
         if r is None:
             return None
-        age_ms = self._uptime_ms() - r[1]
+        age_ms = self._since_ms(r[1])
         if age_ms > max_age_s * 1000:
             return None
         return r[0] + age_ms // 1000
@@ -94,13 +141,14 @@ class Clock:
         up = self._uptime_ms()
         other = self.reading("net" if source == "gnss" else "gnss")
         self._readings[source] = (utc, up)
-        if self._ref_utc is not None and abs(utc - self.now()) > _AGREE_S:  # a jump
-            if other is not None and abs(utc - other) > _AGREE_S:
+        if self._ref_utc is not None and abs(utc - self.now()) > self.agree_s:  # a jump
+            if other is not None and abs(utc - other) > self.agree_s:
                 return self._refuse(source, utc, up)  # the other source disagrees
             if other is None and self.source in ("gnss", "net"):
                 return self._refuse(source, utc, up)  # away from a checked clock, and nothing confirms it
         self._refusing.pop(source, None)
-        if source == "net" and self._gnss_up_ms is not None and up - self._gnss_up_ms < _NET_AFTER_GNSS_S * 1000:
+        if source == "net" and self._gnss_up_ms is not None and \
+                (up - self._gnss_up_ms) * self.scale < _NET_AFTER_GNSS_S * 1000:
             return False
         if source == "gnss":
             self._gnss_up_ms = up
@@ -113,7 +161,7 @@ class Clock:
         delta = utc - self.now() if self._ref_utc is not None else 0
         last = self._refusing.get(source)
         self._refusing[source] = up
-        if last is None or up - last > _DISPUTE_S * 1000:
+        if last is None or (up - last) * self.scale > _DISPUTE_S * 1000:
             self.refused += 1
             if self.on_refused:
                 self.on_refused(source, delta)
@@ -125,9 +173,8 @@ class Clock:
         only then may the meters be set from it."""
         if self.source not in ("gnss", "net"):
             return False
-        up = self._uptime_ms()
         for at in self._refusing.values():
-            if up - at <= _DISPUTE_S * 1000:
+            if self._since_ms(at) <= _DISPUTE_S * 1000:
                 return False
         return True
 
@@ -144,7 +191,7 @@ class Clock:
         up = self._uptime_ms()
         if self._ref_utc is None:
             return up // 1000
-        return self._ref_utc + (up - self._ref_up_ms) // 1000
+        return self._ref_utc + (up - self._ref_up_ms) * self.scale // 1000
 
     @property
     def trusted(self):

@@ -14,7 +14,7 @@ import dlt645
 import dlt645_frozen as fz
 
 from firmware import payloads
-from firmware.clock import epoch
+from firmware.clock import epoch, real_s
 from firmware.meter_walk import RETRY_S, MeterWalk, Shifted, spread_s
 
 __all__ = ("FrozenDays", "spread_s")
@@ -93,15 +93,16 @@ class FrozenDays(MeterWalk):
         return depth
 
     def next_wait_s(self, tid):
-        """Seconds until the next round: the meter's next midnight + margin + this terminal's spread."""
+        """Host seconds until the next round: the meter's next midnight + margin + this terminal's spread (the
+        clock's time divided by its scale in a simulation)."""
         cfg = self.cfg
         if self.behind or self.clock.source not in ("gnss", "net", "rtc"):
-            return RETRY_S
+            return real_s(self.clock, RETRY_S)
         local = self.clock.now() + cfg["meter_utc_offset_s"]
         due = (local // 86400) * 86400 + cfg["frozen_margin_s"] + spread_s(tid, cfg["frozen_window_s"])
         if due <= local:
             due += 86400  # today's slot has passed: tomorrow's
-        return max(60, due - local)
+        return real_s(self.clock, max(60, due - local))
 
     def today(self):
         """The meters' local day number by a trusted clock, else None."""

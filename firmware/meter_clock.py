@@ -14,13 +14,14 @@ import asyncio
 import dlt645
 
 from firmware import meter_state
-from firmware.clock import civil, epoch
+from firmware.clock import civil, epoch, real_s
 
 _FILE = "/meter_clock.json"
 _DI_DATE = 0x04000101
 _DI_TIME = 0x04000102
 _SETTLE_MS = 1500  # after a broadcast, before reading back: meters take it in
 _VERIFY_S = 2  # read-back deviation accepted as synced (one-second resolution on both sides)
+_LOOK_S = 3600  # a new day is looked for at least this often (of the clock's time)
 
 
 def _split(text, sep):
@@ -50,6 +51,11 @@ class MeterClock:
     def due(self):
         """True when today's check (by the trusted clock, meters' local day) has not been done."""
         return self.trusted() and self.state.get("checked") != self._local() // 86400
+
+    def wait_s(self):
+        """Host seconds until a new day is looked for again: an hour of the clock's time (scaled in a simulation,
+        so the check runs on each simulated day)."""
+        return real_s(self.clock, _LOOK_S)
 
     async def _read(self, addr, di):
         v = await self.master.read(addr, di)

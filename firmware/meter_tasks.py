@@ -38,10 +38,13 @@ async def frozen_loop(t, fd, st=None):
         back = bool(wanted)
         wanted.clear()
         await fd.round(list(t.meters), lambda: t.checkin("frozen"))
+        if st is not None:
+            await st.round_if_due(list(t.meters), t.tid, t.clock.uptime_ms() / 1000, lambda: t.checkin("frozen"),
+                                  back)
+        # after both rounds (their bus time is hours of a scaled clock); uptime to the millisecond, for the same reason
         wait = fd.next_wait_s(t.tid)
         if st is not None:
-            await st.round_if_due(list(t.meters), t.tid, t.clock.uptime_s(), lambda: t.checkin("frozen"), back)
-            wait = min(wait, st.wait_s(t.clock.uptime_s()))
+            wait = min(wait, st.wait_s(t.clock.uptime_ms() / 1000))
         await _nap(t, "frozen", wait, lambda: bool(wanted))
 
 
@@ -70,4 +73,6 @@ async def meterlog_loop(t, events, mclock):
             t.checkin("meterlog")
             await mclock.check(list(t.meters))
         wait = max(_MIN_LOG_WAIT_S, min(every or 3600, 3600) - (t.clock.uptime_s() - now))
+        if cfg["meter_clock_check"]:
+            wait = min(wait, mclock.wait_s())  # the same at scale 1; a simulated day's check on that day
         await _nap(t, "meterlog", wait, lambda: bool(wanted))

@@ -52,6 +52,7 @@ class MeterWalk:
         self.bus_ms = 0  # wire time of the frames this module exchanged
         self.behind = False  # the last round left a meter behind (no answer, or not written)
         self.rewalks = 0  # catch-ups walked again because the meter's records shifted meanwhile
+        self.rounds = 0  # rounds since boot: the first is the catch-up at boot, later ones are scheduled
 
     async def _pace(self):
         if self.pause:
@@ -115,6 +116,7 @@ class MeterWalk:
     async def round(self, meters, checkin=None):
         """One collection over `meters`; True if every meter answered."""
         self.behind = False
+        self.rounds += 1
         ok = True
         for addr in meters:
             if checkin:
@@ -127,5 +129,6 @@ class MeterWalk:
                 ok = False
                 continue
             if n:
-                self.log.info("meter %s: %d %s stored, up to %s", addr, n, self.WHAT, self.progress.get(addr))
+                self.log.info("meter %s: %d %s stored, up to %s (round %d since boot)", addr, n, self.WHAT,
+                              self.progress.get(addr), self.rounds)
         return ok

@@ -20,7 +20,7 @@ import dlt645
 import dlt645_frozen as fz
 
 from firmware import payloads
-from firmware.clock import civil, epoch
+from firmware.clock import civil, epoch, real_s
 from firmware.meter_walk import RETRY_S, MeterWalk, Shifted, spread_s
 
 _DI_DATE = 0x04000101
@@ -172,10 +172,11 @@ class Settlements(MeterWalk):
 
     # -- schedule --------------------------------------------------------------------------------
     def next_wait_s(self, tid):
-        """Seconds until the next round: the meters' next settlement + margin + this terminal's spread."""
+        """Host seconds until the next round: the meters' next settlement + margin + this terminal's spread (the
+        clock's time divided by its scale in a simulation)."""
         cfg = self.cfg
         if self.behind or self.clock.source not in ("gnss", "net", "rtc") or not self.days:
-            return RETRY_S
+            return real_s(self.clock, RETRY_S)
         local = self.clock.now() + cfg["meter_utc_offset_s"]
         late = cfg["frozen_margin_s"] + spread_s(tid, cfg["frozen_window_s"])
         best = None
@@ -185,15 +186,17 @@ class Settlements(MeterWalk):
             if due <= local:
                 due = instant(month_add(ym[0], ym[1], 1), day) + late
             best = due if best is None else min(best, due)
-        return max(60, best - local)
+        return real_s(self.clock, max(60, best - local))
 
     def due(self, uptime_s):
         """True when a round is due (the first, or the scheduled one has come)."""
         return self._next is None or uptime_s >= self._next
 
     def wait_s(self, uptime_s):
-        """Seconds until the next round is due (at least a minute)."""
-        return RETRY_S if self._next is None else max(60, self._next - uptime_s)
+        """Host seconds until the next round is due (at least a minute of the clock's time)."""
+        if self._next is None:
+            return real_s(self.clock, RETRY_S)
+        return max(real_s(self.clock, 60), self._next - uptime_s)
 
     async def round_if_due(self, meters, tid, uptime_s, checkin=None, force=False):
         """A round when due (or `force`: a meter is back online); then the next one is scheduled."""

@@ -3,6 +3,11 @@ and an independent checker that subscribes to everything the terminal publishes.
 
 Used by the system tests, the soak and the benchmarks, so all three drive the
 terminal the same way.
+
+With `time_scale` the whole terminal runs that many times faster than real time: the meters' true time,
+the modem's network and GNSS time (one simulated time, the modem's following the meters'), and the
+firmware's clock (BDMETER_TIME_SCALE in its environment, which only the unix port reads). Commands are
+then signed with the simulated time, the terminal's.
 """
 
 import hashlib
@@ -61,7 +66,7 @@ class TerminalRig:
     def __init__(self, workdir, *, imei="861234567890123", address="000072007201", home=(40.8425, 111.7490, 1065.0),
                  key="000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", broker=None, seed=3,
                  meter_kw=30.0, speedup=60.0, baud=9600, latency_ms=(5, 20), delay_scale=0.05, cfg=None,
-                 heapsize=None, start=True, code=None):
+                 heapsize=None, start=True, code=None, time_scale=1):
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.imei, self.address, self.home, self.key = imei, address, home, key
@@ -75,6 +80,10 @@ class TerminalRig:
         self.modem = ModemSim(imei=imei, position=home, noise_m=3.0, cold_start_s=2.0, fake_fix_s=1.0,
                               delay_scale=delay_scale, seed=seed)
         self.modem_port = self.modem.start(control_port=0)  # the control port is the board's reset line
+        self.time_scale = time_scale
+        if time_scale != 1:
+            self.bus.command({"time_scale": time_scale})
+            self.modem.sim_time.follow(self.bus.meter(address).true_utc, time_scale)
         self.heapsize = heapsize
         self.code = code or ROOT / "build/mpy"  # the board's flash: main.py, boot.py and the code tree
         self.cfg_path = workdir / "config.json"
@@ -122,13 +131,26 @@ class TerminalRig:
             self.msgs.append((time.monotonic(), m.topic.rpartition("/")[2], body, m.retain))
             self.lock.notify_all()
 
+    # -- simulated time ------------------------------------------------------------
+    def now(self):
+        """The simulation's true UTC (Unix seconds): the host's clock unless the rig runs scaled."""
+        return self.modem.sim_time.now() if self.time_scale != 1 else time.time()
+
+    def advance(self, seconds):
+        """Move the simulation's true time ahead (meters and modem alike); the firmware sees it at its next fix."""
+        self.bus.command({"advance_s": seconds})
+        self.modem.command({"advance_s": seconds})
+
     # -- firmware ----------------------------------------------------------------
     def start_firmware(self):
         argv = [sys.executable, "-m", "tools.mpunix"]
         if self.heapsize:
             argv += ["-X", "heapsize=%s" % self.heapsize]
+        env = None
+        if self.time_scale != 1:
+            env = dict(os.environ, BDMETER_TIME_SCALE=str(int(self.time_scale)))
         self.starts += 1
-        self.fw = Proc(argv + [self.code / "main.py", self.cfg_path], "firmware", log_dir=self.dir)
+        self.fw = Proc(argv + [self.code / "main.py", self.cfg_path], "firmware", log_dir=self.dir, env=env)
 
     def power_cut(self):
         """SIGKILL the firmware's process group: no goodbye, exactly like pulling the plug."""
@@ -170,7 +192,7 @@ class TerminalRig:
         """Publish a signed command; returns (request id, body text)."""
         rid = "t-" + uuid.uuid4().hex[:8]
         if body is None:
-            body = json.dumps({"id": rid, "op": op, "args": args or {}, "ts": int(ts or time.time()),
+            body = json.dumps({"id": rid, "op": op, "args": args or {}, "ts": int(ts or self.now()),
                                "nonce": nonce or uuid.uuid4().hex}, separators=(",", ":"))
         mac = mac or sign(key or self.key, self.imei, body)
         self.obs.publish(self.prefix + "cmd", json.dumps({"body": body, "mac": mac}), qos=1)

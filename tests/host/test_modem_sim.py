@@ -507,3 +507,57 @@ def test_help_describes_every_option_with_its_default():
     assert len(blocks) == len(opts)
     for b in blocks:
         assert "(default:" in b, b
+
+
+def _utc(text, fmt):
+    return datetime.datetime.strptime(text, fmt).replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def test_network_and_gnss_time_run_at_the_time_scale(tmp_path):
+    # --time-scale 1440: a day a minute, for QLTS, CCLK and the NMEA fix alike; advance_s jumps ahead
+    p = Proc([sys.executable, "-m", "tools.sim.modem", "--port", 0, "--control-port", 0, "--fast",
+              "--cold-start-s", 0, "--fake-fix-s", 0, "--time-scale", 1440], "modemsim", log_dir=tmp_path)
+    try:
+        p.wait_output("CONTROL port=", timeout=15)
+        out = p.output()
+        u = Uart(int(re.search(r"READY port=(\d+)", out).group(1)))
+        u.wait(b"RDY\r\n")
+        u.cmd("ATE0")
+        assert u.cmd("AT+QGPS=1").endswith(b"OK\r\n")
+        with socket.create_connection((LOOPBACK, int(re.search(r"CONTROL port=(\d+)", out).group(1))),
+                                      timeout=5) as c:
+            f = c.makefile("rwb")
+
+            def ask(req):
+                f.write(json.dumps(req).encode() + b"\n")
+                f.flush()
+                return json.loads(f.readline())
+
+            def clocks():
+                sim = ask({"get": "time"})
+                net = _utc(re.search(rb'\+QLTS: "([^+]+)\+32', u.cmd("AT+QLTS=1")).group(1).decode(),
+                           "%Y/%m/%d,%H:%M:%S")
+                cclk = re.search(rb'\+CCLK: "([^+-]+)[+-]', u.cmd("AT+CCLK?")).group(1).decode()
+                rmc = re.search(rb"RMC,(\d{6})\.00,A,[^,]*,[NS],[^,]*,[EW],[^,]*,[^,]*,(\d{6})",
+                                u.cmd('AT+QGPSGNMEA="RMC"')).groups()
+                gnss = _utc(rmc[1].decode() + rmc[0].decode(), "%d%m%y%H%M%S")
+                return sim, net, _utc(cclk, "%y/%m/%d,%H:%M:%S") - 8 * 3600, gnss
+
+            t0 = time.time()
+            sim, net, cclk, gnss = clocks()
+            assert sim["time_scale"] == 1440
+            for t in (net, cclk, gnss):  # one simulated time; a host second is 1440 s of it
+                assert abs(t - sim["time"]) < 1440, (t, sim)
+            time.sleep(1.0)
+            later = clocks()
+            run = later[0]["time"] - sim["time"]
+            assert 1440 * 0.9 < run < 1440 * (time.time() - t0 + 0.1)
+            assert all(b - a > 1000 for a, b in zip((net, cclk, gnss), later[1:]))
+            assert ask({"advance_s": 86400}) == {"ok": True} and ask({"time_scale": 1}) == {"ok": True}
+            sim, net, cclk, gnss = clocks()
+            assert sim["time_scale"] == 1 and sim["time"] - later[0]["time"] >= 86400
+            for t in (net, cclk, gnss):
+                assert abs(t - sim["time"]) < 5, (t, sim)
+        u.close()
+    finally:
+        p.stop()

@@ -10,7 +10,7 @@ time. The newest TCP client is the UART; module state survives client reconnects
 
     python -m tools.sim.modem --port 7002 [--imei 861234567890123] [--lat 40.8425 --lon 111.749 --alt 1065]
         [--noise-m 3] [--cold-start-s 60] [--fake-fix-s 5] [--delay-scale 1] [--fast] [--seed 1]
-        [--control-port 7102] [--apn private.apn] [--silent-open-on-deact]
+        [--control-port 7102] [--apn private.apn] [--silent-open-on-deact] [--time-scale 1]
 
 A restart (RDY) forgets every volatile setting, as the module does: echo comes
 back on, CMEE, the context's APN (QICSGP), the GNSS constellation and NMEA
@@ -22,6 +22,9 @@ answers each with one JSON line: `{"fault": "peer_close", "on": true}` (plus
 the fault's parameters), `{"pin": "reset", "on": true}`, `{"get": "stats"}`,
 `{"get": "state"}`, `{"get": "seen"}`, `{"get": "log"}` (the commands received, with `<RDY>` marks).
 `{"fault": "gnss_time", "offset_s": 10800}` makes the receiver report a wrong UTC (network time stays right).
+Network and GNSS time are the simulation's true time, which `--time-scale` (or `{"time_scale": 1440}`) runs
+faster than the host's clock and `{"advance_s": 86400}` moves ahead, as the meter simulator's;
+`{"get": "time"}` answers `{"time": <Unix seconds>, "time_scale": <x>}`.
 """
 
 import argparse
@@ -32,7 +35,7 @@ import sys
 import threading
 import time
 
-from tools.sim.modem_basic import BasicMixin
+from tools.sim.modem_basic import BasicMixin, SimTime
 from tools.sim.modem_faults import FaultsMixin
 from tools.sim.modem_files import FilesMixin
 from tools.sim.modem_gnss import GnssMixin, GnssScenario
@@ -57,7 +60,7 @@ class ModemSim(SimPeer, FaultsMixin, BasicMixin, GnssMixin, SslMixin, FilesMixin
     def __init__(self, imei="861234567890123", iccid="89860012345678901234", position=(40.8425, 111.7490, 1065.0),
                  noise_m=3.0, cold_start_s=2.0, fake_fix_s=1.0, delay_scale=1.0, seed=1, host="127.0.0.1", csq=21,
                  nmeasrc_required=False, boot_on_connect=True, apn_required="", silent_open_on_deact=False,
-                 clock_error_s=0.0):
+                 clock_error_s=0.0, time_scale=1.0):
         self.imei = imei
         self.iccid = iccid
         self.host = host
@@ -70,6 +73,7 @@ class ModemSim(SimPeer, FaultsMixin, BasicMixin, GnssMixin, SslMixin, FilesMixin
         # no +QIOPEN result at all for a socket whose context went away while it was opening
         self.silent_open_on_deact = silent_open_on_deact
         self.clock_error_s = clock_error_s  # the module's clock after a restart, seconds off the true UTC
+        self.sim_time = SimTime(time_scale)  # network and GNSS time: the simulation's true time
         self.log = collections.deque(maxlen=5000)  # (seconds since start, command line or "<RDY>")
         self._t0 = time.monotonic()
         self.rng = random.Random(seed)
@@ -352,6 +356,12 @@ class ModemSim(SimPeer, FaultsMixin, BasicMixin, GnssMixin, SslMixin, FilesMixin
         if "pin" in req:
             self._apply_pin(req["pin"], bool(req.get("on", True)))
             return {"ok": True}
+        if "time_scale" in req:
+            self.sim_time.set_scale(float(req["time_scale"]))
+            return {"ok": True}
+        if "advance_s" in req:
+            self.sim_time.advance(float(req["advance_s"]))
+            return {"ok": True}
         what = req.get("get")
         if what == "stats":
             return {"stats": dict(self.stats)}
@@ -361,6 +371,8 @@ class ModemSim(SimPeer, FaultsMixin, BasicMixin, GnssMixin, SslMixin, FilesMixin
             return {"state": self.state()}
         if what == "log":
             return {"log": list(self.log)}
+        if what == "time":
+            return {"time": self.sim_time.now(), "time_scale": self.sim_time.scale}
         raise ValueError("unknown request %r" % (req,))
 
 
@@ -387,6 +399,9 @@ def main(argv=None):
                          "(otherwise +QIOPEN: <id>,570)")
     ap.add_argument("--clock-error-s", type=float, default=0.0,
                     help="seconds the module's clock (AT+CCLK) is off the true UTC after each restart")
+    ap.add_argument("--time-scale", type=float, default=1.0,
+                    help="network and GNSS time run this many times faster than the host's clock (1440: a day a "
+                         "minute), from the host's time at start")
     ap.add_argument("--seed", type=int, default=1, help="seed of the GNSS noise and other random choices")
     ap.add_argument("--control-port", type=int, default=None,
                     help="TCP port of the JSON-lines control port (faults, pins, stats); none when omitted")
@@ -395,7 +410,8 @@ def main(argv=None):
                    cold_start_s=args.cold_start_s, fake_fix_s=args.fake_fix_s,
                    delay_scale=0.0 if args.fast else args.delay_scale, seed=args.seed,
                    nmeasrc_required=args.nmeasrc_required, apn_required=args.apn,
-                   silent_open_on_deact=args.silent_open_on_deact, clock_error_s=args.clock_error_s)
+                   silent_open_on_deact=args.silent_open_on_deact, clock_error_s=args.clock_error_s,
+                   time_scale=args.time_scale)
     return sim.serve(args.port, args.control_port)
 
 

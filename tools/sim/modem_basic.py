@@ -4,9 +4,15 @@ The module's clock (AT+CCLK) is the network's time (NITZ) after a restart,
 off by the simulator's `clock_error_s`; `AT+CCLK="yy/MM/dd,hh:mm:ss+zz"` sets it
 (zz in quarter hours) until the next restart. The TLS side checks certificate
 dates against it (modem_ssl.py).
+
+The network's time (and the GNSS receiver's, modem_gnss.py) is the simulation's true
+time (`SimTime`), which may run `time_scale` times faster than the host's clock and
+jump ahead (`advance`), as the meter simulator's does: days pass in minutes.
 """
 
 import datetime
+import threading
+import time
 
 
 def parse_cclk(text):
@@ -22,6 +28,46 @@ def parse_cclk(text):
     return local - datetime.timedelta(minutes=15 * q), q
 
 
+class SimTime:
+    """The simulation's true UTC: `t0 + (host - h0) * scale + advanced`, from the host's clock."""
+
+    def __init__(self, scale=1.0):
+        self._lock = threading.Lock()
+        self.h0 = self.t0 = time.time()
+        self.scale = float(scale)
+
+    def now(self):
+        """True UTC, Unix seconds (float)."""
+        with self._lock:
+            return self.t0 + (time.time() - self.h0) * self.scale
+
+    def utc(self):
+        return datetime.datetime.fromtimestamp(self.now(), datetime.timezone.utc)
+
+    def set(self, utc, scale=None):
+        """From now on true time is `utc` and runs `scale` (unchanged when None) times faster than the host's."""
+        with self._lock:
+            self.h0, self.t0 = time.time(), float(utc)
+            if scale is not None:
+                self.scale = float(scale)
+
+    def set_scale(self, scale):
+        self.set(self.now(), scale)
+
+    def advance(self, seconds):
+        """Jump true time ahead by `seconds`."""
+        with self._lock:
+            self.t0 += float(seconds)
+
+    def follow(self, true_utc, scale):
+        """Run at `scale` from the value of another clock (`true_utc()`), read at this very moment."""
+        with self._lock:
+            a = time.time()
+            t = true_utc()
+            b = time.time()
+            self.h0, self.t0, self.scale = (a + b) / 2, float(t), float(scale)
+
+
 class BasicMixin:
     """3GPP and Quectel general commands for ModemSim."""
 
@@ -33,7 +79,7 @@ class BasicMixin:
 
     def module_utc(self):
         """What the module's clock says it is, in UTC."""
-        return datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=self.clock_offset_s)
+        return self.sim_time.utc() + datetime.timedelta(seconds=self.clock_offset_s)
 
     # -- general commands -------------------------------------------------------------------------
     async def _at_cmee(self, kind, args):
@@ -113,7 +159,7 @@ class BasicMixin:
             self._respond(final=self._err(50))
 
     async def _at_qlts(self, kind, args):
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = self.sim_time.utc()
         self._respond(['+QLTS: "%s+32,0"' % now.strftime("%Y/%m/%d,%H:%M:%S")])
 
     async def _at_cclk(self, kind, args):
@@ -123,7 +169,7 @@ class BasicMixin:
             except ValueError:
                 self._respond(final=self._err(50))
                 return
-            self.clock_offset_s = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+            self.clock_offset_s = (when - self.sim_time.utc()).total_seconds()
             self.clock_zone = zone
             self._respond()
             return

@@ -193,9 +193,10 @@ class GnssMixin:
             self._respond()
 
     def _gnss_now(self):
-        """UTC as the GNSS receiver reports it (off by the gnss_time fault's offset while it is on)."""
+        """UTC as the GNSS receiver reports it: the simulation's true time (modem_basic.SimTime), off by the
+        gnss_time fault's offset while it is on."""
         offset = datetime.timedelta(seconds=self.faults.get("gnss_time", 0))
-        return datetime.datetime.now(datetime.timezone.utc) + offset
+        return self.sim_time.utc() + offset
 
     def _gnss_t(self):
         return self._now() - self.gnss_t
