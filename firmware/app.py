@@ -10,7 +10,7 @@ import quectel
 from mpcompat import ticks_diff, ticks_ms
 from mqtt_session import MQTTError
 
-from firmware import VERSION, config, payloads
+from firmware import VERSION, config, heartbeat, payloads
 from firmware import board as boardmod
 from firmware import log as logmod
 from firmware.clock import Clock, env_scale
@@ -31,7 +31,6 @@ _BOARD_CONFIG = "config.json"
 _CHECK_S = 5  # the longest any task sleeps between check-ins
 _TIME_SYNC_EVERY_S = 86400
 _MIN_LADDER_RESET_S = 1800
-_FULL_EVERY = 12  # a full heartbeat at least hourly at the default 5-minute interval
 # how long each task may go without checking in before the supervisor stops feeding the watchdog
 _ALLOW_S = {"meter": 180, "gnss": 400, "uplink": 900, "cmd": 300, "heartbeat": 300, "frozen": 300,
             "meterlog": 600, "update": 300}
@@ -272,63 +271,12 @@ class Terminal:
         # rather than when its watchdog allowance runs out, and let the reboot event say why.
         self.request_reset("task %s died: %s" % (name, reason(exc)))
 
-    # -- heartbeat -----------------------------------------------------------
+    # -- heartbeat (firmware/heartbeat.py) ------------------------------------
     def error_counters(self):
-        """Every error counter; those at zero are left out (absent means 0) to keep heartbeats small."""
-        m = self.master.stats
-        ms = self.modem.stats
-        err = {
-            "meter_timeouts": m.get("timeouts", 0), "meter_corrupt": m.get("corrupt", 0),
-            "meter_abnormal": m.get("abnormal", 0), "meter_failed_reads": self.metering.failed_reads,
-            "nmea_bad": self.locating.bad_sentences, "gnss_rejected": self.locating.rejected,
-            "at_timeouts": ms.get("timeouts", 0), "at_garbage": ms.get("garbage", 0),
-            "modem_reboots": ms.get("rdy_unexpected", 0), "send_fail": ms.get("send_fail", 0),
-            "mqtt_reconnects": self.uplink.reconnects, "outbox_dropped": self.outbox.dropped,
-            "outbox_corrupt": self.outbox.corrupt, "outbox_write_fail": self.outbox.write_fail,
-            "cmd_refused": self.commands.refused, "cmd_dropped": self.commands.dropped,
-            "server_fail": ms.get("server_fail", 0), "tls_fail": self.uplink.tls_fail,
-            "mqtt_oversize": self.mqtt_counters.get("oversize", 0), "clock_refused": self.clock.refused,
-            "meter_undecodable": self.frozen.undecodable + self.meter_events.undecodable + self.settlements.undecodable,
-        }
-        for kind, _, _ in self.config_problems:
-            if kind != "file":
-                err["config_" + kind] = err.get("config_" + kind, 0) + 1  # config_unknown, config_bad
-        ladder = {k: v for k, v in self.modem.ladder.items() if isinstance(v, int) and v}
-        out = {k: v for k, v in err.items() if v}
-        if ladder:
-            out["ladder"] = ladder
-        return out
+        return heartbeat.error_counters(self)
 
     def heartbeat_body(self, full=True):
-        ts, tsrc = self.clock.stamp()
-        extra = None
-        if full:
-            extra = {"nsat": self.locating.nsat, "heap": gc.mem_free(), "heap_peak": self.heap_peak,
-                     "reset": self.reset_cause, "err": self.error_counters(), "fw": VERSION,
-                     "upd": self.update.summary() if self.update else {"state": "off"}}
-        return payloads.heartbeat(ts, tsrc, self.clock.uptime_s(), self.csq, self.locating.fix, len(self.outbox),
-                                  extra)
-
-    async def _heartbeat(self):
-        # Short heartbeats most of the time; the full one (heap, reset cause, error counters) on the first beat
-        # of each connection, whenever a counter changed, and at least every _FULL_EVERY beats.
-        sent_err, since_full, connects = None, _FULL_EVERY, -1
-        while True:
-            await self.sleep_checked("heartbeat", self.cfg["heartbeat_s"])
-            if self._modem_ready and self.modem.ready:
-                try:
-                    self.csq = await self.modem.signal()
-                except self.modem_errors:
-                    pass
-            gc.collect()
-            err = self.error_counters()
-            full = err != sent_err or since_full >= _FULL_EVERY or connects != self.uplink.connects
-            body = self.heartbeat_body(full)
-            if await self.uplink.publish("heartbeat", payloads.dumps(body), qos=0):
-                since_full = 0 if full else since_full + 1
-                if full:
-                    sent_err, connects = err, self.uplink.connects
-            self.led.on() if self.uplink.connected else self.led.off()
+        return heartbeat.body(self, full)
 
     def _clock_refused(self, src, delta_s):
         self.log.warning("%s time refused: %+d s from the clock, not confirmed by the other source", src, delta_s)
@@ -377,7 +325,7 @@ class Terminal:
             except OSError as e:  # the log and the heartbeat's counters still say it
                 self.log.error("config_problems event not stored: %s", e)
         specs = [("meter", self.metering.run()), ("gnss", self.locating.run()), ("uplink", self.uplink.run()),
-                 ("cmd", self.commands.run()), ("heartbeat", self._heartbeat()),
+                 ("cmd", self.commands.run()), ("heartbeat", heartbeat.loop(self)),
                  ("frozen", frozen_loop(self, self.frozen, self.settlements)),
                  ("meterlog", meterlog_loop(self, self.meter_events, self.meter_clock))]
         if self.update:
