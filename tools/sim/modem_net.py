@@ -258,7 +258,10 @@ class NetMixin:
             else:
                 self._respond(["+QISEND: %d,%d,0" % (s.total_tx, s.total_tx)])
             return
-        n = int(args[1]) if len(args) > 1 else -1
+        self._expect_data(s, int(args[1]) if len(args) > 1 else -1)
+
+    def _expect_data(self, s, n):
+        """A buffer-mode send (QISEND, QSSLSEND): the `> ` prompt, then exactly `n` bytes go to socket `s`."""
         if s is None or s.state != "connected" or not 0 < n <= MAX_SEND:
             self._respond(final="ERROR")
             return

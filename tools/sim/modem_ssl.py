@@ -21,7 +21,7 @@ import tempfile
 
 from cryptography import x509
 
-from tools.sim.modem_net import MAX_READ, MAX_SEND, SimSocket
+from tools.sim.modem_net import MAX_READ, SimSocket
 
 _MAX_CTX = 5
 _CERT_FAIL = 566
@@ -289,13 +289,7 @@ class SslMixin:
         return s if isinstance(s, SimSslSocket) else None
 
     async def _at_qsslsend(self, kind, args):
-        s = self._ssl_sock(args)
-        n = int(args[1]) if len(args) > 1 else -1
-        if s is None or s.state != "connected" or not 0 < n <= MAX_SEND:
-            self._respond(final="ERROR")
-            return
-        self._data_need = (n, lambda payload: self._send_done(s.id, payload))
-        self._out(b"\r\n> ")
+        self._expect_data(self._ssl_sock(args), int(args[1]) if len(args) > 1 else -1)
 
     async def _at_qsslrecv(self, kind, args):
         s = self._ssl_sock(args)
