@@ -233,6 +233,21 @@ def mutate(rng, data, corpus=None, rounds=None):
     return bytes(b)
 
 
+def point_mutate(rng, data):
+    """1 to 3 single-byte edits of `data` (set 60 %, insert 20 %, delete 20 %): near-valid values for a decoder."""
+    buf = bytearray(data)
+    for _ in range(rng.randint(1, 3)):
+        pos = rng.randrange(len(buf) + 1)
+        op = rng.random()
+        if op < 0.6 and buf:
+            buf[min(pos, len(buf) - 1)] = rng.getrandbits(8)
+        elif op < 0.8:
+            buf[pos:pos] = bytes([rng.getrandbits(8)])
+        elif buf:
+            del buf[pos:pos + 1]
+    return bytes(buf)
+
+
 def chunks(rng, data, most=64):
     """`data` cut at random boundaries into pieces of 1..most bytes (one piece when most >= len)."""
     out = []

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dlt645_frozen as fz
+from fuzzkit import point_mutate
 from tools.sim import meter_history as sim
 from tools.sim.dlt645_wire import bcd
 
@@ -88,17 +89,7 @@ def test_decoders_mutation_fuzz_100k():
     decoded = 0
     for _ in range(FUZZ_TOTAL):
         what, raw = rng.choice(seeds)
-        buf = bytearray(raw)
-        for _ in range(rng.randint(1, 3)):
-            pos = rng.randrange(len(buf) + 1)
-            op = rng.random()
-            if op < 0.6 and buf:
-                buf[min(pos, len(buf) - 1)] = rng.getrandbits(8)
-            elif op < 0.8:
-                buf[pos:pos] = bytes([rng.getrandbits(8)])
-            elif buf:
-                del buf[pos:pos + 1]
-        buf = bytes(buf)
+        buf = point_mutate(rng, raw)
         try:
             if what == "stamp":
                 fz.decode_stamp(buf, 0, 6)
