@@ -14,6 +14,22 @@ def near(a, b, eps=1e-9):
     return abs(a - b) <= eps
 
 
+class FixedClock:
+    """A terminal clock standing still at `t` (UTC seconds), set from `source`, running `scale` times real time."""
+
+    def __init__(self, t, source="gnss", scale=1):
+        self.t, self.source, self.scale = t, source, scale
+
+    def now(self):
+        return self.t
+
+    def stamp(self):
+        return self.t, self.source
+
+    def uptime_s(self):
+        return 0
+
+
 def rmtree(path):
     import os
 

@@ -3,7 +3,7 @@ to calendar times divided; the scale only from the unix port's environment."""
 
 import os
 
-from portable import scratch
+from portable import FixedClock, scratch
 
 from firmware.clock import SCALE_ENV, Clock, env_scale, real_s
 from firmware.frozen import FrozenDays
@@ -118,17 +118,6 @@ def test_scale_from_the_environment_only_when_valid():
         _setenv(None)
 
 
-class FakeClock:
-    def __init__(self, t, scale, source="gnss"):
-        self.t, self.scale, self.source = t, scale, source
-
-    def now(self):
-        return self.t
-
-    def stamp(self):
-        return self.t, self.source
-
-
 def _cfg(name):
     return {"state_dir": scratch(name), "frozen_days_max": 62, "frozen_margin_s": 300, "frozen_window_s": 0,
             "frozen_pace_ms": 0, "meter_utc_offset_s": 28800, "meter_clock_guard_s": 300}
@@ -138,7 +127,7 @@ def test_collections_wait_for_the_scaled_calendar():
     # 2026-11-27 10:00 UTC = 18:00 at UTC+8: the next meter midnight + 300 s margin is 6 h 5 min away
     from firmware.clock import epoch
 
-    clock = FakeClock(epoch(2026, 11, 27, 10, 0, 0), 1440)
+    clock = FixedClock(epoch(2026, 11, 27, 10, 0, 0), scale=1440)
     fd = FrozenDays(None, _cfg("scale-frozen"), clock, None, None)
     assert fd.next_wait_s("t") == (6 * 3600 + 300) / 1440
     fd.behind = True

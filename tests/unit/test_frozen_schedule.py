@@ -1,24 +1,12 @@
 """firmware/frozen scheduling: the per-terminal spread, the wait to the next round after the meters' midnight,
 hourly retries while a meter is behind or the clock untrusted; plausibility of energy registers."""
 
-from portable import scratch
+from portable import FixedClock, scratch
 
 from firmware import payloads
 from firmware.clock import epoch
 from firmware.frozen import FrozenDays, spread_s
 from firmware.plausibility import Plausibility
-
-
-class Clock:
-    def __init__(self, t, source="gnss"):
-        self.t = t
-        self.source = source
-
-    def now(self):
-        return self.t
-
-    def stamp(self):
-        return self.t, self.source
 
 
 def cfg(**kw):
@@ -38,7 +26,7 @@ def test_spread_is_stable_and_within_the_window():
 
 def test_next_round_after_the_meters_midnight_plus_margin_and_spread():
     # 2026-11-27 10:00 UTC = 18:00 at UTC+8: the next meter midnight is 6 h away
-    clock = Clock(epoch(2026, 11, 27, 10, 0, 0))
+    clock = FixedClock(epoch(2026, 11, 27, 10, 0, 0))
     fd = FrozenDays(None, cfg(), clock, None, None)
     wait = fd.next_wait_s("861234567890123")
     assert wait == 6 * 3600 + 300 + spread_s("861234567890123", 3600)
@@ -49,7 +37,7 @@ def test_next_round_after_the_meters_midnight_plus_margin_and_spread():
 
 
 def test_hourly_while_behind_or_untrusted():
-    clock = Clock(epoch(2026, 11, 27, 10, 0, 0), "none")
+    clock = FixedClock(epoch(2026, 11, 27, 10, 0, 0), "none")
     fd = FrozenDays(None, cfg(), clock, None, None)
     assert fd.next_wait_s("t") == 3600 and fd.today() is None
     clock.source = "gnss"

@@ -8,7 +8,7 @@ import json
 
 import dlt645
 from dlt645_values import encode_value
-from portable import scratch
+from portable import FixedClock, scratch
 
 from firmware import payloads
 from firmware.meter_caps import MeterCaps
@@ -55,20 +55,6 @@ class FakeMeter:
         return dlt645.value(di, await self.read_raw(address, di, expect_refusal))
 
 
-class FakeClock:
-    def __init__(self):
-        self.t = 1795430400
-
-    def now(self):
-        return self.t
-
-    def stamp(self):
-        return self.t, "gnss"
-
-    def uptime_s(self):
-        return 0
-
-
 class FakeLog:
     def __init__(self):
         self.lines = []
@@ -93,7 +79,7 @@ class FakeTerminal:
         self.cfg = {"state_dir": state_dir, "inst": list(inst), "meters": [A], "log_level": log_level,
                     "time_sync_meters": False}
         self.master = master
-        self.clock = FakeClock()
+        self.clock = FixedClock(1795430400)
         self.log = FakeLog()
         self.events = []
         self.records = []

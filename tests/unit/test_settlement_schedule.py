@@ -2,24 +2,12 @@
 meters' next settlement plus margin and spread, hourly while behind, a round only when due; the settlement day
 decoder."""
 
-from portable import raises, scratch
+from portable import FixedClock, raises, scratch
 
 import dlt645_frozen as fz
 from firmware.clock import epoch
 from firmware.meter_walk import spread_s
 from firmware.settlement import Settlements, latest, month_add
-
-
-class Clock:
-    def __init__(self, t, source="gnss"):
-        self.t = t
-        self.source = source
-
-    def now(self):
-        return self.t
-
-    def stamp(self):
-        return self.t, self.source
 
 
 def cfg():
@@ -39,7 +27,7 @@ def test_month_arithmetic_and_the_latest_settlement():
 def test_next_round_after_the_next_settlement_plus_margin_and_spread():
     tid = "861234567890123"
     # 2026-11-27 10:00 UTC = 18:00 at UTC+8; the meter settles on the 1st at 00:00
-    clock = Clock(epoch(2026, 11, 27, 10, 0, 0))
+    clock = FixedClock(epoch(2026, 11, 27, 10, 0, 0))
     st = Settlements(None, cfg(), clock, None, None)
     assert st.next_wait_s(tid) == 3600  # no meter's settlement day known yet
     st.days["000072007201"] = (1, 0)
@@ -54,7 +42,7 @@ def test_next_round_after_the_next_settlement_plus_margin_and_spread():
 
 
 def test_a_round_only_when_due():
-    st = Settlements(None, cfg(), Clock(epoch(2026, 11, 27, 10, 0, 0)), None, None)
+    st = Settlements(None, cfg(), FixedClock(epoch(2026, 11, 27, 10, 0, 0)), None, None)
     assert st.due(100) and st.wait_s(100) == 3600
     st._next = 5000
     assert not st.due(100) and st.due(5000) and st.wait_s(4990) == 60 and st.wait_s(1000) == 4000

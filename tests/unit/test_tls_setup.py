@@ -4,7 +4,7 @@ import asyncio
 
 import quectel_files
 from atengine import ATError
-from portable import raises, rmtree, scratch
+from portable import FixedClock, raises, rmtree, scratch
 
 from firmware.tls import TlsSetup, TlsSetupError
 
@@ -50,13 +50,6 @@ class FakeModem:
         self.clock = utc
 
 
-class FakeClock:
-    source = "net"
-
-    def now(self):
-        return 1795430800  # 2026-11-23 10:46:40 UTC
-
-
 class Log:
     def __init__(self):
         self.lines = []
@@ -75,7 +68,8 @@ def _setup(d, **cfg):
     conf.update(cfg)
     events = []
     log = Log()
-    return TlsSetup(FakeModem(), conf, FakeClock(), log, lambda kind, data: events.append((kind, data))), events, log
+    clock = FixedClock(1795430800, "net")  # 2026-11-23 10:46:40 UTC
+    return TlsSetup(FakeModem(), conf, clock, log, lambda kind, data: events.append((kind, data))), events, log
 
 
 def test_uploads_once_then_only_when_changed():
